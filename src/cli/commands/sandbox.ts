@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import type * as cri from '../../api/cri.js';
+import { InvalidArgumentError, messageOf } from '../../errors.js';
+import { call } from '../client.js';
+import { clientContext, collect, parseLabels, type ClientContext } from '../context.js';
+import { ago, parsedInfo, printJson, printMessage, printTable, shortId } from '../output.js';
+import { messageFromJson, messageToJson } from '../proto-json.js';
+
+/** Read a JSON config file (crictl's pod-config.json format) as a CRI message. */
+export async function readConfigFile(typeName: string, file: string): Promise<Record<string, unknown>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read ${file}: ${messageOf(err)}`);
+  }
+  return messageFromJson(typeName, json);
+}
+
+async function listSandboxes(ctx: ClientContext, filter: Record<string, unknown>): Promise<cri.PodSandbox[]> {
+  const { runtime } = ctx.clients;
+  const res = await call(runtime, 'ListPodSandbox', { filter }, ctx.timeoutMs);
+  return res.items as cri.PodSandbox[];
+}
+
+export function sandboxCommands(): Command[] {
+  const runp = new Command('runp')
+    .description('Run a new pod sandbox from a JSON config')
+    .argument('<pod-config.json>')
+    .option('--runtime <handler>', 'runtime handler', '')
+    .action(async (file: string, opts: { runtime: string }, command: Command) => {
+      const ctx = clientContext(command);
+      const config = await readConfigFile('PodSandboxConfig', file);
+      const { runtime } = ctx.clients;
+      const res = await call(runtime, 'RunPodSandbox', { config, runtime_handler: opts.runtime }, ctx.timeoutMs);
+      process.stdout.write(`${res.pod_sandbox_id}\n`);
+    });
+
+  const stopp = new Command('stopp')
+    .description('Stop one or more running pod sandboxes')
+    .argument('<pod-id...>')
+    .action(async (ids: string[], _opts: unknown, command: Command) => {
+      const ctx = clientContext(command);
+      for (const id of ids) {
+        await call(ctx.clients.runtime, 'StopPodSandbox', { pod_sandbox_id: id }, ctx.timeoutMs);
+        process.stdout.write(`Stopped sandbox ${id}\n`);
+      }
+    });
+
+  const rmp = new Command('rmp')
+    .description('Remove one or more pod sandboxes')
+    .argument('[pod-id...]')
+    .option('-a, --all', 'remove all pods')
+    .option('-f, --force', 'stop a running pod before removing it (always done)')
+    .action(async (ids: string[], opts: { all?: boolean }, command: Command) => {
+      const ctx = clientContext(command);
+      const targets = opts.all ? (await listSandboxes(ctx, {})).map((s) => s.id) : ids;
+      if (targets.length === 0) throw new InvalidArgumentError('no pod id given (or use --all)');
+      for (const id of targets) {
+        await call(ctx.clients.runtime, 'RemovePodSandbox', { pod_sandbox_id: id }, ctx.timeoutMs);
+        process.stdout.write(`Removed sandbox ${id}\n`);
+      }
+    });
+
+  const pods = new Command('pods')
+    .description('List pod sandboxes')
+    .option('--id <id>', 'filter by pod id (prefix)')
+    .option('--name <name>', 'filter by pod name (regular expression)')
+    .option('--namespace <ns>', 'filter by pod namespace (regular expression)')
+    .option('-s, --state <state>', 'filter by state: ready or notready')
+    .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
+    .option('-q, --quiet', 'only print pod ids')
+    .option('-v, --verbose', 'verbose output')
+    .option('-o, --output <format>', 'json or table', 'table')
+    .option('-l, --latest', 'only the most recently created pod')
+    .option('-n, --last <n>', 'only the n most recently created pods')
+    .option('--no-trunc', 'show full ids')
+    .action(async (opts: PodsOptions, command: Command) => {
+      const ctx = clientContext(command);
+      const filter: Record<string, unknown> = { label_selector: parseLabels(opts.label) };
+      if (opts.id) filter.id = opts.id;
+      if (opts.state) filter.state = { state: sandboxStateName(opts.state) };
+      let items = (await listSandboxes(ctx, filter))
+        .filter((s) => !opts.name || new RegExp(opts.name).test(s.metadata?.name ?? ''))
+        .filter((s) => !opts.namespace || new RegExp(opts.namespace).test(s.metadata?.namespace ?? ''))
+        .sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1));
+      const limit = opts.latest ? 1 : opts.last ? Number(opts.last) : 0;
+      if (limit > 0) items = items.slice(0, limit);
+      if (opts.quiet) {
+        for (const s of items) process.stdout.write(`${s.id}\n`);
+      } else if (opts.output === 'json') {
+        printMessage('ListPodSandboxResponse', { items });
+      } else {
+        printTable(
+          ['POD ID', 'CREATED', 'STATE', 'NAME', 'NAMESPACE', 'ATTEMPT', 'RUNTIME'],
+          items.map((s) => [
+            shortId(s.id, !opts.trunc),
+            ago(s.created_at),
+            s.state === 'SANDBOX_READY' ? 'Ready' : 'NotReady',
+            s.metadata?.name ?? '',
+            s.metadata?.namespace ?? '',
+            String(s.metadata?.attempt ?? 0),
+            s.runtime_handler || '(default)',
+          ]),
+        );
+      }
+    });
+
+  const inspectp = new Command('inspectp')
+    .description('Show the status of one or more pod sandboxes')
+    .argument('<pod-id...>')
+    .option('-o, --output <format>', 'json or table', 'json')
+    .action(async (ids: string[], opts: { output: string }, command: Command) => {
+      const ctx = clientContext(command);
+      for (const id of ids) {
+        const { runtime } = ctx.clients;
+        const res = await call(runtime, 'PodSandboxStatus', { pod_sandbox_id: id, verbose: true }, ctx.timeoutMs);
+        const status = res.status as cri.PodSandboxStatus;
+        if (opts.output === 'table') {
+          printTable(['ID', 'NAME', 'NAMESPACE', 'STATE', 'IP', 'CREATED'], [
+            [status.id, status.metadata?.name ?? '', status.metadata?.namespace ?? '', status.state, status.network?.ip ?? '', ago(status.created_at)],
+          ]);
+        } else {
+          printJson({ status: messageToJson('PodSandboxStatus', status), info: parsedInfo(res.info) });
+        }
+      }
+    });
+
+  return [runp, stopp, rmp, pods, inspectp];
+}
+
+interface PodsOptions {
+  id?: string;
+  name?: string;
+  namespace?: string;
+  state?: string;
+  label: string[];
+  quiet?: boolean;
+  verbose?: boolean;
+  output: string;
+  latest?: boolean;
+  last?: string;
+  trunc: boolean;
+}
+
+function sandboxStateName(state: string): string {
+  switch (state.toLowerCase()) {
+    case 'ready':
+    case 'sandbox_ready':
+      return 'SANDBOX_READY';
+    case 'notready':
+    case 'sandbox_notready':
+      return 'SANDBOX_NOTREADY';
+    default:
+      throw new InvalidArgumentError(`unknown pod state "${state}" (ready or notready)`);
+  }
+}

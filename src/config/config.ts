@@ -1,0 +1,280 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { InvalidArgumentError, errnoCode, messageOf } from '../errors.js';
+
+/**
+ * Configuration pipeline: TOML text → raw object → defaults applied → validated, compiled
+ * `Config`. Everything downstream reads only the compiled form, which is checked once at start.
+ */
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+export type CgroupDriver = 'cgroupfs' | 'systemd';
+
+export interface RegistryMirror {
+  /** Endpoints tried in order before the origin, e.g. http://127.0.0.1:5000. */
+  endpoints: string[];
+}
+
+export interface DefaultNetwork {
+  name: string;
+  bridge: string;
+  subnet: string;
+}
+
+export interface Config {
+  /** Path of the Unix socket the gRPC server listens on. */
+  socketPath: string;
+  /** Persistent state: records, images, CNI result cache. */
+  root: string;
+  /** Volatile state (tmpfs): bundles, runc state, conmon sockets, exit files. */
+  state: string;
+  /** Image for pause containers; empty means the built-in pause image. */
+  sandboxImage: string;
+  logLevel: LogLevel;
+  cgroupDriver: CgroupDriver;
+  /** Cgroup parent for pods whose config names none. */
+  defaultCgroupParent: string;
+  runtime: {
+    /** runc binary, a path or a name looked up in PATH. */
+    runc: string;
+    conmon: string;
+  };
+  cni: {
+    confDir: string;
+    binDirs: string[];
+    /** Written to conf_dir as the lowest-priority network when it holds none; false: never. */
+    defaultNetwork: DefaultNetwork | false;
+  };
+  registry: {
+    mirrors: Record<string, RegistryMirror>;
+  };
+  streaming: {
+    address: string;
+    port: number;
+  };
+  /** The file this config was read from, if any. */
+  source?: string;
+}
+
+export const DEFAULT_SOCKET = '/run/tscri/tscri.sock';
+
+export function defaultConfig(): Config {
+  return {
+    socketPath: DEFAULT_SOCKET,
+    root: '/var/lib/tscri',
+    state: '/run/tscri',
+    sandboxImage: '',
+    logLevel: 'info',
+    cgroupDriver: 'cgroupfs',
+    defaultCgroupParent: '/tscri',
+    runtime: { runc: 'runc', conmon: 'conmon' },
+    cni: {
+      confDir: '/etc/cni/net.d',
+      binDirs: ['/opt/cni/bin', '/usr/lib/cni'],
+      defaultNetwork: { name: 'tscri-default', bridge: 'tscri0', subnet: '10.88.0.0/16' },
+    },
+    registry: { mirrors: {} },
+    streaming: { address: '127.0.0.1', port: 0 },
+  };
+}
+
+/** Read and compile a config file; no file means the built-in defaults. */
+export async function loadConfig(file?: string): Promise<Config> {
+  if (!file) return defaultConfig();
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const reason = errnoCode(err) === 'ENOENT' ? 'no such file' : messageOf(err);
+    throw new InvalidArgumentError(`cannot read config ${file}: ${reason}`);
+  }
+  return { ...parseConfig(text, file), source: path.resolve(file) };
+}
+
+/** Compile TOML text into a Config, rejecting unknown keys and wrong types with the key's name. */
+export function parseConfig(text: string, origin = 'config'): Config {
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    throw new InvalidArgumentError(`${origin}: invalid TOML: ${messageOf(err)}`);
+  }
+  return compile(new Reader(raw, origin));
+}
+
+function compile(r: Reader): Config {
+  const cfg = defaultConfig();
+  r.allowOnly([
+    'listen', 'root', 'state', 'sandbox_image', 'log_level', 'cgroup_driver',
+    'default_cgroup_parent', 'runtime', 'cni', 'registry', 'streaming',
+  ]);
+  const listen = r.string('listen');
+  if (listen !== undefined) cfg.socketPath = socketPathOf(listen, r.origin);
+  cfg.root = r.absolutePath('root') ?? cfg.root;
+  cfg.state = r.absolutePath('state') ?? cfg.state;
+  cfg.sandboxImage = r.string('sandbox_image') ?? cfg.sandboxImage;
+  cfg.logLevel = r.oneOf('log_level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? cfg.logLevel;
+  cfg.cgroupDriver = r.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
+  cfg.defaultCgroupParent = r.absolutePath('default_cgroup_parent') ?? cfg.defaultCgroupParent;
+
+  const runtime = r.table('runtime');
+  if (runtime) {
+    runtime.allowOnly(['runc', 'conmon']);
+    cfg.runtime.runc = runtime.string('runc') ?? cfg.runtime.runc;
+    cfg.runtime.conmon = runtime.string('conmon') ?? cfg.runtime.conmon;
+  }
+
+  const cni = r.table('cni');
+  if (cni) compileCni(cni, cfg);
+
+  const registry = r.table('registry');
+  if (registry) {
+    registry.allowOnly(['mirrors']);
+    const mirrors = registry.table('mirrors');
+    for (const host of mirrors?.keys() ?? []) {
+      const mirror = mirrors!.table(host)!;
+      mirror.allowOnly(['endpoints']);
+      const endpoints = mirror.stringArray('endpoints') ?? [];
+      for (const endpoint of endpoints) checkEndpoint(endpoint, `${mirror.origin}.endpoints`);
+      cfg.registry.mirrors[host] = { endpoints };
+    }
+  }
+
+  const streaming = r.table('streaming');
+  if (streaming) {
+    streaming.allowOnly(['address', 'port']);
+    cfg.streaming.address = streaming.string('address') ?? cfg.streaming.address;
+    const port = streaming.integer('port');
+    if (port !== undefined) {
+      if (port < 0 || port > 65535) throw streaming.invalid('port', 'must be between 0 and 65535');
+      cfg.streaming.port = port;
+    }
+  }
+  return cfg;
+}
+
+function compileCni(cni: Reader, cfg: Config): void {
+  cni.allowOnly(['conf_dir', 'bin_dirs', 'default_network', 'default_network_name', 'default_bridge', 'default_subnet']);
+  cfg.cni.confDir = cni.absolutePath('conf_dir') ?? cfg.cni.confDir;
+  const binDirs = cni.stringArray('bin_dirs');
+  if (binDirs !== undefined) {
+    if (binDirs.length === 0) throw cni.invalid('bin_dirs', 'must name at least one directory');
+    cfg.cni.binDirs = binDirs;
+  }
+  if (cni.boolean('default_network') === false) {
+    cfg.cni.defaultNetwork = false;
+    return;
+  }
+  const network = cfg.cni.defaultNetwork as DefaultNetwork;
+  network.name = cni.string('default_network_name') ?? network.name;
+  network.bridge = cni.string('default_bridge') ?? network.bridge;
+  network.subnet = cni.string('default_subnet') ?? network.subnet;
+  if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(network.subnet)) {
+    throw cni.invalid('default_subnet', `"${network.subnet}" is not an IPv4 CIDR`);
+  }
+  if (network.bridge.length > 15) throw cni.invalid('default_bridge', 'interface names are at most 15 characters');
+}
+
+/** Accept `unix:///path`, `unix:/path` or a bare absolute path for `listen`. */
+function socketPathOf(listen: string, origin: string): string {
+  const stripped = listen.replace(/^unix:\/\//, '').replace(/^unix:/, '');
+  if (!path.isAbsolute(stripped)) {
+    throw new InvalidArgumentError(`${origin}: listen must be unix:///absolute/path, got "${listen}"`);
+  }
+  return stripped;
+}
+
+function checkEndpoint(endpoint: string, where: string): void {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new InvalidArgumentError(`${where}: "${endpoint}" is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError(`${where}: "${endpoint}" must be http:// or https://`);
+  }
+}
+
+/** Typed access to one TOML table, with errors that name the offending key. */
+class Reader {
+  constructor(
+    private readonly value: unknown,
+    readonly origin: string,
+  ) {
+    if (!isTable(value)) throw new InvalidArgumentError(`${origin}: expected a table`);
+  }
+
+  private get obj(): Record<string, unknown> {
+    return this.value as Record<string, unknown>;
+  }
+
+  keys(): string[] {
+    return Object.keys(this.obj);
+  }
+
+  invalid(key: string, why: string): InvalidArgumentError {
+    return new InvalidArgumentError(`${this.origin}.${key}: ${why}`);
+  }
+
+  allowOnly(keys: string[]): void {
+    for (const key of this.keys()) {
+      if (!keys.includes(key)) throw this.invalid(key, `unknown key (expected one of: ${keys.join(', ')})`);
+    }
+  }
+
+  string(key: string): string | undefined {
+    const v = this.obj[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw this.invalid(key, 'must be a string');
+    return v;
+  }
+
+  boolean(key: string): boolean | undefined {
+    const v = this.obj[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') throw this.invalid(key, 'must be true or false');
+    return v;
+  }
+
+  integer(key: string): number | undefined {
+    const v = this.obj[key];
+    if (v === undefined) return undefined;
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw this.invalid(key, 'must be an integer');
+    return n;
+  }
+
+  absolutePath(key: string): string | undefined {
+    const v = this.string(key);
+    if (v !== undefined && !path.isAbsolute(v)) throw this.invalid(key, `must be an absolute path, got "${v}"`);
+    return v === undefined ? undefined : path.normalize(v);
+  }
+
+  oneOf<T extends string>(key: string, allowed: readonly T[]): T | undefined {
+    const v = this.string(key);
+    if (v !== undefined && !allowed.includes(v as T)) throw this.invalid(key, `must be one of ${allowed.join(', ')}`);
+    return v as T | undefined;
+  }
+
+  stringArray(key: string): string[] | undefined {
+    const v = this.obj[key];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((item) => typeof item === 'string')) {
+      throw this.invalid(key, 'must be an array of strings');
+    }
+    return v as string[];
+  }
+
+  table(key: string): Reader | undefined {
+    const v = this.obj[key];
+    if (v === undefined) return undefined;
+    if (!isTable(v)) throw this.invalid(key, 'must be a table');
+    return new Reader(v, `${this.origin}.${key}`);
+  }
+}
+
+function isTable(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}

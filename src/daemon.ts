@@ -1,0 +1,109 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from './config/config.js';
+import { FailedPreconditionError, UnimplementedError } from './errors.js';
+import { prepareBuiltinPause, type SandboxImage } from './image/builtin-pause.js';
+import { RuntimeInfoService } from './info/service.js';
+import { CniNetworkManager } from './network/cni/manager.js';
+import { ConmonRuntime } from './oci/conmon.js';
+import { Runc } from './oci/runc.js';
+import { SandboxService } from './sandbox/service.js';
+import { imageServiceHandlers } from './server/image-service.js';
+import { runtimeServiceHandlers } from './server/runtime-service.js';
+import { CriServer } from './server/server.js';
+import { findExecutable } from './util/executable.js';
+import { elapsedMs } from './util/time.js';
+
+export interface Daemon {
+  /** Stop serving; pods and containers keep running under their conmon monitors. */
+  close(): Promise<void>;
+}
+
+/**
+ * Wire the daemon together and start serving. The socket is opened first so that clients get
+ * a clear UNAVAILABLE ("starting") instead of connection refused while state is recovered.
+ */
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  const started = process.hrtime.bigint();
+  await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
+  await fs.mkdir(config.state, { recursive: true, mode: 0o711 });
+
+  const runc = new Runc(await requireExecutable(config.runtime.runc, 'runc'), path.join(config.state, 'runc'));
+  const runtime = new ConmonRuntime({
+    conmon: await requireExecutable(config.runtime.conmon, 'conmon'),
+    runc,
+    bundleRoot: path.join(config.state, 'bundles'),
+    exitDir: path.join(config.state, 'exits'),
+    logger: log,
+  });
+  await runtime.open();
+
+  const network = new CniNetworkManager({
+    confDir: config.cni.confDir,
+    binDirs: config.cni.binDirs,
+    cacheDir: path.join(config.root, 'cni', 'results'),
+    logger: log,
+    defaultNetwork: config.cni.defaultNetwork,
+  });
+  await network.start();
+
+  const sandboxImage = await sandboxImageResolver(config);
+  const sandboxes = new SandboxService({
+    config,
+    network,
+    runtime,
+    sandboxImage,
+    ownOomScoreAdj: await ownOomScoreAdj(),
+    log,
+  });
+  const info = new RuntimeInfoService(config, network);
+
+  let ready = false;
+  const wrapOptions = { log, isReady: () => ready };
+  const server = new CriServer(runtimeServiceHandlers({ info, sandboxes }, wrapOptions), imageServiceHandlers());
+  await server.listen(config.socketPath);
+
+  await sandboxes.recover();
+  ready = true;
+  log.info(
+    { socket: config.socketPath, root: config.root, state: config.state, network: network.status(), ms: elapsedMs(started) },
+    'tscri is serving',
+  );
+
+  return {
+    async close() {
+      await server.close(5000);
+      network.close();
+      runtime.close();
+      log.info('tscri stopped; pods keep running');
+    },
+  };
+}
+
+async function requireExecutable(name: string, what: string): Promise<string> {
+  const found = await findExecutable(name);
+  if (!found) {
+    throw new FailedPreconditionError(`${what} not found ("${name}")`, {
+      hint: `install it (hack/setup.sh installs every runtime dependency) or set [runtime] ${what} in the config`,
+    });
+  }
+  return found;
+}
+
+/** The built-in pause image unless the config names one. */
+async function sandboxImageResolver(config: Config): Promise<() => Promise<SandboxImage>> {
+  if (config.sandboxImage === '') {
+    const builtin = await prepareBuiltinPause(config.root);
+    return async () => builtin;
+  }
+  return async () => {
+    throw new UnimplementedError(`sandbox_image "${config.sandboxImage}" needs the image service, which is not built yet`);
+  };
+}
+
+/** The daemon's oom_score_adj; containers cannot be given a lower one. */
+async function ownOomScoreAdj(): Promise<number> {
+  const text = await fs.readFile('/proc/self/oom_score_adj', 'utf8');
+  return Number.parseInt(text.trim(), 10) || 0;
+}

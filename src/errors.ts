@@ -1,0 +1,113 @@
+/**
+ * Typed errors used by every service. Services throw these; the gRPC layer maps
+ * `code` to a status in one place (server/status.ts), so no service imports gRPC.
+ */
+
+export type ErrorCode =
+  | 'InvalidArgument'
+  | 'NotFound'
+  | 'AlreadyExists'
+  | 'FailedPrecondition'
+  | 'DeadlineExceeded'
+  | 'Canceled'
+  | 'Unimplemented'
+  | 'Unavailable'
+  | 'ResourceExhausted'
+  | 'Internal';
+
+export interface ErrorOptions {
+  /** What an operator can do about it; shown in logs, never used for control flow. */
+  hint?: string;
+  cause?: unknown;
+}
+
+export class TscriError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.hint = options.hint;
+  }
+
+  override get name(): string {
+    return `${this.code}Error`;
+  }
+}
+
+/** A request is malformed: missing metadata, an unparsable reference, a bad filter. */
+export class InvalidArgumentError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('InvalidArgument', message, options);
+  }
+}
+
+/** An id, name or image that does not exist. */
+export class NotFoundError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('NotFound', message, options);
+  }
+}
+
+/** A name reservation or object that already exists. */
+export class AlreadyExistsError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('AlreadyExists', message, options);
+  }
+}
+
+/** The object exists but is in the wrong state for the request (start a running container, …). */
+export class FailedPreconditionError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('FailedPrecondition', message, options);
+  }
+}
+
+/** A caller-supplied timeout ran out (ExecSync, StopContainer waits, …). */
+export class DeadlineExceededError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('DeadlineExceeded', message, options);
+  }
+}
+
+/** An RPC tscri does not serve (yet). */
+export class UnimplementedError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('Unimplemented', message, options);
+  }
+}
+
+/** A dependency is temporarily unusable: the daemon is starting, a registry is unreachable. */
+export class UnavailableError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('Unavailable', message, options);
+  }
+}
+
+/** Anything else: a runc, conmon or CNI failure; the message carries the underlying cause. */
+export class InternalError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('Internal', message, options);
+  }
+}
+
+/** True for a NotFoundError; for idempotent removals that treat "already gone" as success. */
+export function isNotFound(err: unknown): boolean {
+  return err instanceof TscriError && err.code === 'NotFound';
+}
+
+/** The message of any thrown value, for logs and wrapped errors. */
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Node's errno code (ENOENT, EEXIST, …) of a thrown value, if it has one. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,65 @@
+import type * as cri from '../api/cri.js';
+import type * as wire from '../api/wire.js';
+import type { Config } from '../config/config.js';
+import type { NetworkManager } from '../network/cni/types.js';
+import { RUNTIME_HANDLERS } from '../sandbox/service.js';
+import { KUBE_RUNTIME_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME, TSCRI_VERSION } from '../version.js';
+
+/** Version, readiness conditions and runtime-wide configuration. */
+export class RuntimeInfoService {
+  private podCidr = '';
+
+  constructor(
+    private readonly config: Config,
+    private readonly network: NetworkManager,
+  ) {}
+
+  version(): wire.VersionResponse {
+    return {
+      version: KUBE_RUNTIME_API_VERSION,
+      runtime_name: RUNTIME_NAME,
+      runtime_version: TSCRI_VERSION,
+      runtime_api_version: RUNTIME_API_VERSION,
+    };
+  }
+
+  /** RuntimeReady is true while the daemon serves; NetworkReady follows the CNI layer. */
+  status(verbose: boolean): wire.StatusResponse {
+    const network = this.network.status();
+    const response: wire.StatusResponse = {
+      status: {
+        conditions: [
+          { type: 'RuntimeReady', status: true, reason: '', message: '' },
+          { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
+        ],
+      },
+      runtime_handlers: RUNTIME_HANDLERS.map((name) => ({
+        name,
+        features: { recursive_read_only_mounts: false, user_namespaces: false },
+      })),
+      features: { supplemental_groups_policy: false, user_namespaces_host_network: false },
+    };
+    if (verbose) {
+      response.info = {
+        config: JSON.stringify(this.config),
+        network: JSON.stringify(network),
+        version: JSON.stringify({ tscri: TSCRI_VERSION, node: process.version }),
+        podCidr: this.podCidr,
+      };
+    }
+    return response;
+  }
+
+  runtimeConfig(): wire.RuntimeConfigResponse {
+    return { linux: { cgroup_driver: this.config.cgroupDriver === 'systemd' ? 'SYSTEMD' : 'CGROUPFS' } };
+  }
+
+  /**
+   * kubelet reports the node's pod CIDR here. The CNI config in conf_dir decides addresses,
+   * so tscri only keeps it for `info`.
+   */
+  updateRuntimeConfig(request: cri.UpdateRuntimeConfigRequest): wire.UpdateRuntimeConfigResponse {
+    this.podCidr = request.runtime_config?.network_config?.pod_cidr ?? '';
+    return {};
+  }
+}

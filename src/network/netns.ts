@@ -1,0 +1,61 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { errnoCode } from '../errors.js';
+import { newUuid } from '../util/ids.js';
+import { isMountPoint } from '../util/mount.js';
+import { run } from '../util/run.js';
+
+export const NETNS_DIR = '/run/netns';
+
+export interface NamedNetns {
+  name: string;
+  /** /run/netns/<name>: what CNI_NETNS and the OCI spec point at. */
+  path: string;
+}
+
+/** A fresh, unused name: cni-<uuid>, the form other runtimes and tools expect. */
+export function newNetnsName(): NamedNetns {
+  const name = `cni-${newUuid()}`;
+  return { name, path: path.join(NETNS_DIR, name) };
+}
+
+/**
+ * Create and pin a named network namespace, with loopback up.
+ * `ip netns add` also makes /run/netns a shared mount the first time, so the pin
+ * propagates into mount namespaces made later (the pause container's among them).
+ */
+export async function createNetns(netns: NamedNetns): Promise<void> {
+  await run('ip', ['netns', 'add', netns.name]);
+  await run('ip', ['-n', netns.name, 'link', 'set', 'lo', 'up']);
+}
+
+/** Remove a named netns; one that is already gone is not an error. */
+export async function removeNetns(netnsPath: string): Promise<void> {
+  if (!(await exists(netnsPath))) return;
+  const name = path.basename(netnsPath);
+  if (path.dirname(netnsPath) === NETNS_DIR) {
+    try {
+      await run('ip', ['netns', 'delete', name]);
+      return;
+    } catch (err) {
+      // A file left without its bind mount (a crash between mount and pin) makes
+      // `ip netns delete` fail; removing the file is then all that is left to do.
+      if (await isMountPoint(netnsPath)) throw err;
+    }
+  }
+  await fs.rm(netnsPath, { force: true });
+}
+
+export async function netnsExists(netnsPath: string): Promise<boolean> {
+  return exists(netnsPath);
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}

@@ -1,0 +1,301 @@
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { promises as fs, watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { InternalError, errnoCode, messageOf } from '../errors.js';
+import { Runc, type RuncState } from './runc.js';
+import type { ContainerExit, CreateRequest, ExitListener, OciRuntime } from './runtime.js';
+import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
+import type { OciResources, OciSpec } from './spec-types.js';
+
+export interface ConmonRuntimeOptions {
+  /** Absolute path of the conmon binary. */
+  conmon: string;
+  runc: Runc;
+  /** One bundle directory per container below this; keep it short (socket paths). */
+  bundleRoot: string;
+  /** Where conmon writes one exit file per container, named by id. */
+  exitDir: string;
+  logger: Logger;
+  /** How long `runc create` under conmon may take before it is abandoned. */
+  createTimeoutMs?: number;
+}
+
+/** What conmon reports on its sync pipe: the container pid, or -1 and why not. */
+interface SyncMessage {
+  data: number;
+  message?: string;
+}
+
+const CONMON_PIDFILE = 'conmon.pid';
+const CONTAINER_PIDFILE = 'pidfile';
+const OOM_FILE = 'oom';
+
+/**
+ * Containers run by runc under conmon, one conmon per container, as CRI-O does. conmon
+ * double-forks and is reparented away from the daemon, so containers and their stdio
+ * outlive a daemon restart; it writes `<exitDir>/<id>` when the container exits, which this
+ * runtime watches (inotify) instead of polling.
+ */
+export class ConmonRuntime implements OciRuntime {
+  private readonly exits = new EventEmitter();
+  private watcher: FSWatcher | undefined;
+  private readonly createTimeoutMs: number;
+
+  constructor(private readonly options: ConmonRuntimeOptions) {
+    this.createTimeoutMs = options.createTimeoutMs ?? 120_000;
+    this.exits.setMaxListeners(0);
+  }
+
+  /** Create the bundle and exit directories and start watching for exits. */
+  async open(): Promise<void> {
+    await fs.mkdir(this.options.bundleRoot, { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.options.exitDir, { recursive: true, mode: 0o700 });
+    this.watcher = watch(this.options.exitDir, (_event, file) => {
+      if (file && !file.startsWith('.')) void this.reportExit(file.toString());
+    });
+    this.watcher.on('error', (err) => this.options.logger.error({ err: messageOf(err) }, 'exit dir watch failed'));
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
+  onExit(listener: ExitListener): void {
+    this.exits.on('exit', listener);
+  }
+
+  bundleOf(id: string): string {
+    return path.join(this.options.bundleRoot, id);
+  }
+
+  async specOf(id: string): Promise<OciSpec | undefined> {
+    return readJsonIfExists<OciSpec>(path.join(this.bundleOf(id), 'config.json'));
+  }
+
+  async create(request: CreateRequest): Promise<{ pid: number }> {
+    const bundle = this.bundleOf(request.id);
+    await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
+    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec);
+    return this.createUnderConmon(request, bundle);
+  }
+
+  private async createUnderConmon(request: CreateRequest, bundle: string): Promise<{ pid: number }> {
+    const { runc } = this.options;
+    const args = [
+      '--api-version', '1',
+      '--cid', request.id,
+      '--cuuid', request.id,
+      '--name', request.id,
+      '--runtime', runc.binary,
+      '--bundle', bundle,
+      '--container-pidfile', path.join(bundle, CONTAINER_PIDFILE),
+      '--conmon-pidfile', path.join(bundle, CONMON_PIDFILE),
+      '--log-path', request.io.logPath ? `k8s-file:${request.io.logPath}` : 'none:',
+      '--exit-dir', this.options.exitDir,
+      // conmon writes the `oom` marker here when the kernel OOM-kills the container.
+      '--persist-dir', bundle,
+      // The attach socket, ctl and winsz fifos live in the bundle itself; bundle paths are
+      // kept short enough for a socket address.
+      '--full-attach',
+      '--socket-dir-path', bundle,
+      '--log-level', 'warn',
+      ...runc.globalArgs().flatMap((arg, i, all) => (i % 2 === 0 ? ['--runtime-arg', `${arg}=${all[i + 1]}`] : [])),
+    ];
+    if (request.io.terminal) args.push('--terminal');
+    if (request.io.stdin) args.push('--stdin');
+    if (request.io.stdin && !request.io.stdinOnce) args.push('--leave-stdin-open');
+
+    const child = spawn(this.options.conmon, args, {
+      // fd 3 is the sync pipe conmon reports the pid (or the runc error) on.
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      env: { ...process.env, _OCI_SYNCPIPE: '3' },
+      // Its own session: a signal to the daemon's process group must not reach conmon.
+      detached: true,
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', () => undefined);
+    child.unref();
+
+    try {
+      const message = await readSyncMessage(child.stdio[3] as Readable, this.createTimeoutMs);
+      if (message.data < 0) {
+        throw new InternalError(`runc create failed: ${cleanRuncMessage(message.message ?? stderr)}`);
+      }
+      return { pid: message.data };
+    } catch (err) {
+      await this.abandon(request, bundle, child.pid);
+      if (err instanceof InternalError) throw err;
+      throw new InternalError(`conmon failed to create ${request.id}: ${messageOf(err)}${stderr ? `: ${stderr.trim()}` : ''}`);
+    } finally {
+      (child.stdio[3] as Readable | null)?.destroy();
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    await this.options.runc.start(id);
+  }
+
+  async kill(id: string, signal: string, all = false): Promise<void> {
+    await this.options.runc.kill(id, signal, all);
+  }
+
+  async state(id: string): Promise<RuncState | undefined> {
+    return this.options.runc.state(id);
+  }
+
+  async update(id: string, resources: OciResources): Promise<void> {
+    await this.options.runc.update(id, resources);
+  }
+
+  async delete(id: string): Promise<void> {
+    const bundle = this.bundleOf(id);
+    await this.options.runc.delete(id, true);
+    // A container killed by the delete makes its conmon write an exit file moments later;
+    // wait for conmon to finish so that file is not left behind after we remove it.
+    const conmonPid = await readPid(path.join(bundle, CONMON_PIDFILE));
+    if (conmonPid !== undefined && (await isConmon(conmonPid))) {
+      await this.waitExit(id, 2000);
+      if (await isConmon(conmonPid)) killQuietly(conmonPid);
+    }
+    await fs.rm(path.join(this.options.exitDir, id), { force: true });
+    await fs.rm(bundle, { recursive: true, force: true });
+  }
+
+  async exitOf(id: string): Promise<ContainerExit | undefined> {
+    const file = path.join(this.options.exitDir, id);
+    let text: string;
+    let stat: { mtime: Date };
+    try {
+      [text, stat] = await Promise.all([fs.readFile(file, 'utf8'), fs.stat(file)]);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    const exitCode = Number.parseInt(text.trim(), 10);
+    if (!Number.isFinite(exitCode)) return undefined;
+    const oomKilled = await fileExists(path.join(this.bundleOf(id), OOM_FILE));
+    return { exitCode, exitedAt: stat.mtime, oomKilled };
+  }
+
+  waitExit(id: string, timeoutMs: number): Promise<ContainerExit | undefined> {
+    return new Promise((resolve, reject) => {
+      const onExit = (exitedId: string, exit: ContainerExit): void => {
+        if (exitedId === id) finish(exit);
+      };
+      const timer = setTimeout(() => finish(undefined), timeoutMs);
+      const finish = (exit: ContainerExit | undefined): void => {
+        clearTimeout(timer);
+        this.exits.off('exit', onExit);
+        resolve(exit);
+      };
+      // Subscribe before looking, so an exit recorded in between is not missed.
+      this.exits.on('exit', onExit);
+      this.exitOf(id).then((exit) => exit && finish(exit), reject);
+    });
+  }
+
+  private async reportExit(id: string): Promise<void> {
+    try {
+      const exit = await this.exitOf(id);
+      if (exit) this.exits.emit('exit', id, exit);
+    } catch (err) {
+      this.options.logger.warn({ containerId: id, err: messageOf(err) }, 'unreadable exit file');
+    }
+  }
+
+  /** After a failed create: kill whatever conmon started and drop runc's state. */
+  private async abandon(request: CreateRequest, bundle: string, parentPid: number | undefined): Promise<void> {
+    const conmonPid = await readPid(path.join(bundle, CONMON_PIDFILE));
+    for (const pid of [parentPid, conmonPid]) {
+      if (pid !== undefined) killQuietly(pid);
+    }
+    try {
+      await this.options.runc.delete(request.id, true);
+    } catch (err) {
+      request.log.warn({ err: messageOf(err) }, 'runc delete after failed create');
+    }
+    await fs.rm(path.join(this.options.exitDir, request.id), { force: true });
+  }
+}
+
+/** Read the first JSON message conmon writes on the sync pipe. */
+function readSyncMessage(pipe: Readable, timeoutMs: number): Promise<SyncMessage> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => done(new Error(`no answer from conmon within ${timeoutMs} ms`)), timeoutMs);
+    const done = (err: Error | undefined, message?: SyncMessage): void => {
+      clearTimeout(timer);
+      pipe.removeAllListeners('data');
+      pipe.removeAllListeners('end');
+      if (err) reject(err);
+      else resolve(message!);
+    };
+    pipe.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const message = parseSyncMessage(buffered);
+      if (message) done(undefined, message);
+    });
+    pipe.on('end', () => done(new Error('conmon exited before reporting the container pid')));
+    pipe.on('error', (err) => done(err));
+  });
+}
+
+function parseSyncMessage(text: string): SyncMessage | undefined {
+  const newline = text.indexOf('\n');
+  const candidate = newline >= 0 ? text.slice(0, newline) : text;
+  try {
+    const parsed = JSON.parse(candidate) as unknown;
+    if (typeof parsed === 'object' && parsed !== null && typeof (parsed as SyncMessage).data === 'number') {
+      return parsed as SyncMessage;
+    }
+  } catch {
+    // Not complete yet.
+  }
+  return undefined;
+}
+
+/** runc's errors arrive wrapped in its log format; keep the human part. */
+function cleanRuncMessage(message: string): string {
+  const msgs = [...message.matchAll(/msg="((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\"/g, '"'));
+  return (msgs.length > 0 ? msgs.join(': ') : message).trim();
+}
+
+async function readPid(file: string): Promise<number | undefined> {
+  try {
+    const pid = Number.parseInt((await fs.readFile(file, 'utf8')).trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` is alive and is a conmon (pids are reused). */
+async function isConmon(pid: number): Promise<boolean> {
+  try {
+    return (await fs.readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'conmon';
+  } catch {
+    return false;
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+async function fileExists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}

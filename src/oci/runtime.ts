@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import type { RuncState } from './runc.js';
+import type { OciResources, OciSpec } from './spec-types.js';
+
+/** How a container's stdio is wired by its monitor. */
+export interface ContainerIO {
+  /** CRI log file (k8s-file format); undefined: output is discarded (pause containers). */
+  logPath?: string;
+  terminal: boolean;
+  stdin: boolean;
+  /** Close the container's stdin when the first attached client detaches. */
+  stdinOnce: boolean;
+}
+
+export interface CreateRequest {
+  id: string;
+  spec: OciSpec;
+  io: ContainerIO;
+  log: Logger;
+}
+
+/** How a container ended, as its monitor recorded it. */
+export interface ContainerExit {
+  exitCode: number;
+  exitedAt: Date;
+  oomKilled: boolean;
+}
+
+export type ExitListener = (id: string, exit: ContainerExit) => void;
+
+/**
+ * The runtime layer: owns each container's bundle (config.json and the monitor's sockets),
+ * creates containers under a per-container monitor, and reports their exits. conmon + runc
+ * is the implementation (conmon.ts); unit tests may substitute a fake.
+ */
+export interface OciRuntime {
+  /** Write the bundle and `runc create` under a monitor; resolves with the init pid. */
+  create(request: CreateRequest): Promise<{ pid: number }>;
+  start(id: string): Promise<void>;
+  kill(id: string, signal: string, all?: boolean): Promise<void>;
+  /** Force-delete the container, its bundle and its exit record; idempotent. */
+  delete(id: string): Promise<void>;
+  state(id: string): Promise<RuncState | undefined>;
+  /** The spec the container was created with, if its bundle still exists. */
+  specOf(id: string): Promise<OciSpec | undefined>;
+  /** Directory of the container's bundle (attach socket, ctl fifo, …). */
+  bundleOf(id: string): string;
+  /** The recorded exit of a container, if it has exited. */
+  exitOf(id: string): Promise<ContainerExit | undefined>;
+  /** Resolve with the exit once recorded, or undefined after `timeoutMs`. */
+  waitExit(id: string, timeoutMs: number): Promise<ContainerExit | undefined>;
+  update(id: string, resources: OciResources): Promise<void>;
+  /** Subscribe to exits as the monitor records them. */
+  onExit(listener: ExitListener): void;
+  close(): void;
+}

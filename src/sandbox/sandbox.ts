@@ -1,0 +1,68 @@
+import type * as cri from '../api/cri.js';
+import type { ContainerExit } from '../oci/runtime.js';
+
+/**
+ * Life of a sandbox record:
+ *
+ *   creating ──all steps done──▶ ready ──StopPodSandbox──▶ stopped ──RemovePodSandbox──▶ (gone)
+ *      │                           │
+ *      │ failure: steps undone,    │ pause exits on its own: still `ready` on disk,
+ *      │ record removed            │ reported NOTREADY until StopPodSandbox tears down
+ *      ▼
+ *   (daemon killed mid-way: the record stays `creating`; it is reported NOTREADY and
+ *    Stop/Remove run the same idempotent teardown over whatever was made)
+ */
+export type SandboxPhase = 'creating' | 'ready' | 'stopped';
+
+export const SANDBOX_RECORD_VERSION = 1;
+
+export interface SandboxNetwork {
+  /** Primary pod IP (first IPv4 if any, else first IP). */
+  ip: string;
+  additionalIps: string[];
+  networkName: string;
+  networkSource: string;
+  /** The final CNI result as the last plugin printed it. */
+  cniResult: unknown;
+}
+
+/** Everything that must survive a daemon restart about one sandbox. */
+export interface SandboxRecord {
+  version: typeof SANDBOX_RECORD_VERSION;
+  id: string;
+  /** The reserved `<name>_<namespace>_<uid>_<attempt>`. */
+  name: string;
+  config: cri.PodSandboxConfig;
+  runtimeHandler: string;
+  /** Nanoseconds since the epoch. */
+  createdAt: string;
+  phase: SandboxPhase;
+  namespaces: cri.NamespaceOption;
+  /** Chosen before the netns exists, so teardown can find it after a crash; absent for host network. */
+  netnsPath?: string;
+  /** The pod's /dev/shm tmpfs; absent when the pod shares the host's IPC. */
+  shmPath?: string;
+  hostname: string;
+  cgroupParent: string;
+  cgroupsPath: string;
+  sandboxImage: string;
+  network?: SandboxNetwork;
+  pausePid?: number;
+  /** Per-step durations of RunPodSandbox in ms, for verbose status. */
+  timings: Record<string, number>;
+}
+
+/** A sandbox as the daemon holds it: the durable record plus what is only observed. */
+export interface Sandbox {
+  record: SandboxRecord;
+  /** Set once the pause container has exited (on its own or because it was stopped). */
+  pauseExit?: ContainerExit;
+}
+
+export function criStateOf(sandbox: Sandbox): 'SANDBOX_READY' | 'SANDBOX_NOTREADY' {
+  return sandbox.record.phase === 'ready' && !sandbox.pauseExit ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY';
+}
+
+export function isHostNetwork(record: SandboxRecord): boolean {
+  return record.namespaces.network === 'NODE';
+}

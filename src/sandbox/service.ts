@@ -1,0 +1,406 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type * as cri from '../api/cri.js';
+import type * as wire from '../api/wire.js';
+import type { Config } from '../config/config.js';
+import { InvalidArgumentError, messageOf } from '../errors.js';
+import type { SandboxImage } from '../image/builtin-pause.js';
+import { podCniArgs } from '../network/cni/args.js';
+import type { Attachment, CapabilityArgs, NetworkManager, SetUpResult } from '../network/cni/types.js';
+import { createNetns, newNetnsName, removeNetns } from '../network/netns.js';
+import type { OciRuntime } from '../oci/runtime.js';
+import { cgroupsPathFor } from '../oci/spec.js';
+import { IdIndex } from '../store/id-index.js';
+import { NameRegistry } from '../store/names.js';
+import { RecordStore } from '../store/records.js';
+import { newId } from '../util/ids.js';
+import { mountTmpfs, unmountAll } from '../util/mount.js';
+import { elapsedMs, nowNanos } from '../util/time.js';
+import { UndoStack } from '../util/undo.js';
+import { sandboxFilesIn, writeSandboxFiles } from './files.js';
+import { pauseSpec } from './pause-spec.js';
+import {
+  SANDBOX_RECORD_VERSION,
+  criStateOf,
+  isHostNetwork,
+  type Sandbox,
+  type SandboxNetwork,
+  type SandboxRecord,
+} from './sandbox.js';
+import { namespaceOptionsOf, sandboxNameOf, validateSandboxConfig } from './validate.js';
+
+/** The interface name of the pod's network inside its namespace. */
+export const POD_IFNAME = 'eth0';
+/** Runtime handlers tscri serves: the default ("") and runc by name. */
+export const RUNTIME_HANDLERS = ['', 'runc'] as const;
+/** How long a stop waits for a SIGKILLed pause container to be reported gone. */
+const PAUSE_EXIT_TIMEOUT_MS = 10_000;
+/** The pod's shared memory, as Docker and containerd size it. */
+const SHM_OPTIONS = 'nosuid,nodev,noexec,mode=1777,size=65536k';
+
+export interface SandboxServiceDeps {
+  config: Config;
+  network: NetworkManager;
+  runtime: OciRuntime;
+  /** The image pause containers run (built in, or pulled once the image service exists). */
+  sandboxImage: () => Promise<SandboxImage>;
+  /** The daemon's own oom_score_adj: the floor for every container's. */
+  ownOomScoreAdj: number;
+  log: Logger;
+}
+
+/**
+ * Pod sandboxes: RunPodSandbox as undoable steps (name, record, files, netns, shm, CNI ADD
+ * and pause container in parallel, start), and the idempotent teardown that Stop, Remove
+ * and a failed Run all share.
+ */
+export class SandboxService {
+  private readonly store: RecordStore<SandboxRecord>;
+  private readonly names = new NameRegistry('sandbox');
+  readonly sandboxes = new IdIndex<Sandbox>('sandbox');
+
+  constructor(private readonly deps: SandboxServiceDeps) {
+    this.store = new RecordStore(path.join(deps.config.root, 'sandboxes'), 'sandbox.json', SANDBOX_RECORD_VERSION);
+    deps.runtime.onExit((id, exit) => {
+      const sandbox = this.sandboxes.find(id);
+      if (sandbox?.record.id !== id || sandbox.pauseExit) return;
+      sandbox.pauseExit = exit;
+      deps.log.info({ podSandboxId: id, exitCode: exit.exitCode }, 'pause container exited');
+    });
+  }
+
+  /**
+   * Rebuild the in-memory view from the records on disk. Assumptions: a record is written
+   * before every side effect it describes, so anything made for a sandbox is named by its
+   * record; a sandbox whose pause container is gone (reboot, kill) is NOTREADY and is cleaned
+   * up by the kubelet's own Stop/Remove, which tolerate whatever is missing.
+   */
+  async recover(): Promise<void> {
+    const records = await this.store.loadAll(this.deps.log);
+    await Promise.all(records.map((record) => this.recoverOne(record)));
+    this.deps.log.info({ sandboxes: records.length }, 'sandboxes recovered');
+  }
+
+  private async recoverOne(record: SandboxRecord): Promise<void> {
+    const sandbox: Sandbox = { record };
+    this.sandboxes.set(record.id, sandbox);
+    this.names.reserve(record.name, record.id);
+    if (record.phase !== 'ready') return;
+    const log = this.deps.log.child({ podSandboxId: record.id });
+    try {
+      const state = await this.deps.runtime.state(record.id);
+      if (!state || state.status === 'stopped') {
+        sandbox.pauseExit = (await this.deps.runtime.exitOf(record.id)) ?? {
+          exitCode: 255,
+          exitedAt: new Date(),
+          oomKilled: false,
+        };
+        log.warn('pause container is gone; sandbox is NOTREADY');
+      }
+    } catch (err) {
+      log.error({ err: messageOf(err) }, 'cannot read pause container state; sandbox is NOTREADY');
+      sandbox.pauseExit = { exitCode: 255, exitedAt: new Date(), oomKilled: false };
+    }
+  }
+
+  get(idOrPrefix: string): Sandbox {
+    return this.sandboxes.get(idOrPrefix);
+  }
+
+  async run(config: cri.PodSandboxConfig | null, runtimeHandler: string, baseLog: Logger): Promise<string> {
+    validateSandboxConfig(config);
+    checkRuntimeHandler(runtimeHandler);
+    const id = newId();
+    const log = baseLog.child({ podSandboxId: id });
+    const record = this.newRecord(id, config, runtimeHandler);
+    const undo = new UndoStack();
+    const timings = record.timings;
+    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      const started = process.hrtime.bigint();
+      const result = await fn();
+      timings[name] = elapsedMs(started);
+      return result;
+    };
+    try {
+      this.names.reserve(record.name, id);
+      undo.push('release name', async () => this.names.release(record.name, id));
+
+      const image = await step('sandboxImage', () => this.deps.sandboxImage());
+      record.sandboxImage = image.ref;
+      await step('record', () => this.store.save(record));
+      this.sandboxes.set(id, { record });
+      undo.push('remove record', () => this.forget(record));
+
+      record.hostname = await step('files', () =>
+        writeSandboxFiles(sandboxFilesIn(this.store.dirOf(id)), config, isHostNetwork(record)),
+      );
+      if (record.netnsPath) {
+        const netnsPath = record.netnsPath;
+        await step('netns', () => createNetns({ name: path.basename(netnsPath), path: netnsPath }));
+        undo.push('remove netns', () => removeNetns(netnsPath));
+      }
+      if (record.shmPath) {
+        const shmPath = record.shmPath;
+        undo.push('unmount shm', () => unmountAll(shmPath));
+        await step('shm', () => mountTmpfs(shmPath, SHM_OPTIONS));
+      }
+
+      // The netns exists already, so the network and the pause container can be made at once.
+      const [network, pause] = await Promise.allSettled([
+        step('cni', () => this.setUpNetwork(record, undo, log)),
+        step('pauseCreate', () => this.createPause(record, image, undo, log)),
+      ]);
+      if (network.status === 'rejected') throw network.reason;
+      if (pause.status === 'rejected') throw pause.reason;
+      record.network = network.value;
+      record.pausePid = pause.value;
+
+      await step('pauseStart', () => this.deps.runtime.start(id));
+      record.phase = 'ready';
+      await this.store.save(record);
+      undo.commit();
+      log.info({ ip: record.network?.ip, timings }, 'sandbox ready');
+      return id;
+    } catch (err) {
+      log.error({ err: messageOf(err) }, 'RunPodSandbox failed; undoing');
+      await undo.unwind(log);
+      throw err;
+    }
+  }
+
+  private newRecord(id: string, config: cri.PodSandboxConfig, runtimeHandler: string): SandboxRecord {
+    const namespaces = namespaceOptionsOf(config);
+    const cgroupParent = config.linux?.cgroup_parent || this.deps.config.defaultCgroupParent;
+    return {
+      version: SANDBOX_RECORD_VERSION,
+      id,
+      name: sandboxNameOf(config.metadata!),
+      config,
+      runtimeHandler,
+      createdAt: nowNanos(),
+      phase: 'creating',
+      namespaces,
+      netnsPath: namespaces.network === 'NODE' ? undefined : newNetnsName().path,
+      shmPath: namespaces.ipc === 'NODE' ? undefined : path.join(this.stateDirOf(id), 'shm'),
+      hostname: '',
+      cgroupParent,
+      cgroupsPath: cgroupsPathFor(this.deps.config.cgroupDriver, cgroupParent, id),
+      sandboxImage: '',
+      timings: {},
+    };
+  }
+
+  private stateDirOf(id: string): string {
+    return path.join(this.deps.config.state, 'sandboxes', id);
+  }
+
+  private async setUpNetwork(record: SandboxRecord, undo: UndoStack, log: Logger): Promise<SandboxNetwork | undefined> {
+    if (!record.netnsPath) return undefined;
+    const attachment = attachmentOf(record);
+    // Registered before the ADD: a chain that fails halfway leaves state only DEL can undo.
+    undo.push('CNI DEL', () => this.deps.network.tearDown(attachment));
+    const setUp = await this.deps.network.setUp(attachment);
+    log.debug({ network: setUp.networkName }, 'network attached');
+    return networkOf(setUp);
+  }
+
+  private async createPause(record: SandboxRecord, image: SandboxImage, undo: UndoStack, log: Logger): Promise<number> {
+    const spec = pauseSpec({
+      sandboxId: record.id,
+      config: record.config,
+      namespaces: record.namespaces,
+      image,
+      hostname: record.hostname,
+      netnsPath: record.netnsPath,
+      shmPath: record.shmPath,
+      cgroupsPath: record.cgroupsPath,
+      ownOomScoreAdj: this.deps.ownOomScoreAdj,
+    });
+    undo.push('delete pause container', () => this.deps.runtime.delete(record.id));
+    const { pid } = await this.deps.runtime.create({
+      id: record.id,
+      spec,
+      io: { terminal: false, stdin: false, stdinOnce: false },
+      log,
+    });
+    return pid;
+  }
+
+  /**
+   * Stop a sandbox: kill the pause container, detach the network, remove the netns and
+   * unmount shm. Every step tolerates what is already gone, so Stop is idempotent and also
+   * finishes sandboxes a crash left half-made or half-stopped.
+   */
+  async stop(idOrPrefix: string, log: Logger): Promise<void> {
+    const sandbox = this.sandboxes.get(idOrPrefix);
+    const { record } = sandbox;
+    await this.stopPause(sandbox, log);
+    await this.tearDownNetwork(record);
+    if (record.netnsPath) await removeNetns(record.netnsPath);
+    if (record.shmPath) await unmountAll(record.shmPath);
+    if (record.phase !== 'stopped') {
+      record.phase = 'stopped';
+      await this.store.save(record);
+    }
+    log.info('sandbox stopped');
+  }
+
+  /** Stop (if needed) and delete everything the sandbox owns; an unknown id is success. */
+  async remove(idOrPrefix: string, log: Logger): Promise<void> {
+    const sandbox = this.sandboxes.find(idOrPrefix);
+    if (!sandbox) {
+      log.info('sandbox already removed');
+      return;
+    }
+    await this.stop(sandbox.record.id, log);
+    await this.deps.runtime.delete(sandbox.record.id);
+    await this.forget(sandbox.record);
+    log.info('sandbox removed');
+  }
+
+  private async stopPause(sandbox: Sandbox, log: Logger): Promise<void> {
+    const id = sandbox.record.id;
+    const state = await this.deps.runtime.state(id);
+    if (!state || state.status === 'stopped') return;
+    await this.deps.runtime.kill(id, 'KILL');
+    const exit = await this.deps.runtime.waitExit(id, PAUSE_EXIT_TIMEOUT_MS);
+    if (exit) sandbox.pauseExit ??= exit;
+    else log.warn('pause container did not report its exit in time');
+  }
+
+  private async tearDownNetwork(record: SandboxRecord): Promise<void> {
+    if (!record.netnsPath) return;
+    await this.deps.network.tearDown(attachmentOf(record));
+  }
+
+  /** Drop the record, its files, the state dir and the name: the sandbox no longer exists. */
+  private async forget(record: SandboxRecord): Promise<void> {
+    await fs.rm(this.stateDirOf(record.id), { recursive: true, force: true });
+    await this.store.remove(record.id);
+    this.sandboxes.delete(record.id);
+    this.names.release(record.name, record.id);
+  }
+
+  async status(idOrPrefix: string, verbose: boolean): Promise<wire.PodSandboxStatusResponse> {
+    const sandbox = this.sandboxes.get(idOrPrefix);
+    const response: wire.PodSandboxStatusResponse = { status: statusOf(sandbox), timestamp: nowNanos() };
+    if (verbose) response.info = { info: JSON.stringify(await this.verboseInfo(sandbox)) };
+    return response;
+  }
+
+  private async verboseInfo(sandbox: Sandbox): Promise<Record<string, unknown>> {
+    const { record } = sandbox;
+    return {
+      phase: record.phase,
+      pid: record.pausePid,
+      image: record.sandboxImage,
+      netnsPath: record.netnsPath ?? '',
+      shmPath: record.shmPath ?? '',
+      hostname: record.hostname,
+      cgroupsPath: record.cgroupsPath,
+      network: record.network
+        ? { name: record.network.networkName, source: record.network.networkSource }
+        : undefined,
+      cniResult: record.network?.cniResult,
+      pauseExit: sandbox.pauseExit,
+      timingsMs: record.timings,
+      runtimeSpec: await this.deps.runtime.specOf(record.id),
+      config: record.config,
+    };
+  }
+
+  list(filter: cri.PodSandboxFilter | null): wire.PodSandbox[] {
+    return this.filtered(filter).map((sandbox) => {
+      const { record } = sandbox;
+      return {
+        id: record.id,
+        metadata: record.config.metadata,
+        state: criStateOf(sandbox),
+        created_at: record.createdAt,
+        labels: record.config.labels,
+        annotations: record.config.annotations,
+        runtime_handler: record.runtimeHandler,
+      };
+    });
+  }
+
+  private filtered(filter: cri.PodSandboxFilter | null): Sandbox[] {
+    let sandboxes = this.sandboxes.values();
+    if (!filter) return sandboxes;
+    if (filter.id) {
+      const match = this.sandboxes.find(filter.id);
+      sandboxes = match ? [match] : [];
+    }
+    if (filter.state) sandboxes = sandboxes.filter((s) => criStateOf(s) === filter.state!.state);
+    const selector = Object.entries(filter.label_selector ?? {});
+    return sandboxes.filter((s) => selector.every(([k, v]) => s.record.config.labels[k] === v));
+  }
+}
+
+function checkRuntimeHandler(handler: string): void {
+  if (!(RUNTIME_HANDLERS as readonly string[]).includes(handler)) {
+    throw new InvalidArgumentError(`runtime handler "${handler}" is not configured (tscri serves: runc)`);
+  }
+}
+
+/** The CNI attachment of a sandbox: CNI_ARGS with the pod's labels, port mappings, DNS. */
+function attachmentOf(record: SandboxRecord): Attachment {
+  const meta = record.config.metadata!;
+  return {
+    containerId: record.id,
+    netnsPath: record.netnsPath!,
+    ifName: POD_IFNAME,
+    args: podCniArgs({ namespace: meta.namespace, name: meta.name, uid: meta.uid, sandboxId: record.id }),
+    capabilityArgs: capabilityArgsOf(record.config),
+  };
+}
+
+function capabilityArgsOf(config: cri.PodSandboxConfig): CapabilityArgs {
+  const args: CapabilityArgs = {};
+  const mappings = config.port_mappings.filter((m) => m.host_port > 0);
+  if (mappings.length > 0) {
+    args.portMappings = mappings.map((m) => ({
+      hostPort: m.host_port,
+      containerPort: m.container_port,
+      protocol: m.protocol.toLowerCase() as 'tcp' | 'udp' | 'sctp',
+      ...(m.host_ip ? { hostIP: m.host_ip } : {}),
+    }));
+  }
+  const dns = config.dns_config;
+  if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) {
+    args.dns = { servers: dns.servers, searches: dns.searches, options: dns.options };
+  }
+  return args;
+}
+
+/** The pod IPs of a CNI result: the first IPv4 is primary, as kubelet expects for dual stack. */
+function networkOf(setUp: SetUpResult): SandboxNetwork {
+  const ips = setUp.result.ips.map((ip) => ip.address.split('/')[0]!);
+  const primary = ips.find((ip) => !ip.includes(':')) ?? ips[0] ?? '';
+  return {
+    ip: primary,
+    additionalIps: ips.filter((ip) => ip !== primary),
+    networkName: setUp.networkName,
+    networkSource: setUp.networkSource,
+    cniResult: setUp.rawResult,
+  };
+}
+
+function statusOf(sandbox: Sandbox): wire.PodSandboxStatus {
+  const { record } = sandbox;
+  return {
+    id: record.id,
+    metadata: record.config.metadata,
+    state: criStateOf(sandbox),
+    created_at: record.createdAt,
+    network: {
+      ip: record.network?.ip ?? '',
+      additional_ips: (record.network?.additionalIps ?? []).map((ip) => ({ ip })),
+    },
+    linux: { namespaces: { options: record.namespaces } },
+    labels: record.config.labels,
+    annotations: record.config.annotations,
+    runtime_handler: record.runtimeHandler,
+  };
+}

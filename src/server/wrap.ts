@@ -1,0 +1,74 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { TscriError, UnavailableError, UnimplementedError, messageOf } from '../errors.js';
+import { elapsedMs } from '../util/time.js';
+import { toServiceError } from './status.js';
+
+/** What a handler gets besides its request: a logger bound to the call's ids. */
+export interface CallContext {
+  log: Logger;
+  /** Aborted when the client cancels or its deadline passes. */
+  signal: AbortSignal;
+}
+
+export interface WrapOptions {
+  log: Logger;
+  /** False until recovery has finished: calls then answer UNAVAILABLE. */
+  isReady: () => boolean;
+}
+
+/** Calls that only read state are logged at debug level; the rest at info. */
+const READ_ONLY = /^(Version|Status|RuntimeConfig|List\w*|\w*Status|ImageFsInfo|\w*Stats|ListMetricDescriptors|ListPodSandboxMetrics)$/;
+
+/**
+ * Wrap a service function as a unary gRPC handler: readiness check, a child logger with
+ * the sandbox/container id of the request, timing, and error → status mapping.
+ */
+export function unary<Req, Res>(
+  method: string,
+  options: WrapOptions,
+  fn: (request: Req, ctx: CallContext) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  const level = READ_ONLY.test(method) ? 'debug' : 'info';
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const log = options.log.child({ rpc: method, ...idsOf(call.request) });
+    if (!options.isReady()) {
+      callback(toServiceError(new UnavailableError('tscri is starting: state recovery has not finished')));
+      return;
+    }
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort(new Error('call cancelled by the client')));
+    log[level]('request');
+    fn(call.request, { log, signal: abort.signal }).then(
+      (response) => {
+        log[level]({ ms: elapsedMs(started), ...idsOf(response) }, 'done');
+        callback(null, response);
+      },
+      (err: unknown) => {
+        const expected = err instanceof TscriError && err.code !== 'Internal';
+        log[expected ? 'info' : 'error']({ ms: elapsedMs(started), err: messageOf(err) }, 'failed');
+        callback(toServiceError(err));
+      },
+    );
+  };
+}
+
+/** A handler for an RPC tscri does not serve: UNIMPLEMENTED at once. */
+export function unimplemented<Req, Res>(method: string): grpc.handleUnaryCall<Req, Res> {
+  return (_call, callback) => callback(toServiceError(new UnimplementedError(`${method} is not implemented by tscri`)));
+}
+
+/** A server-streaming RPC tscri does not serve. */
+export function unimplementedStream<Req, Res>(method: string): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => call.emit('error', toServiceError(new UnimplementedError(`${method} is not implemented by tscri`)));
+}
+
+function idsOf(message: unknown): Record<string, string> {
+  const ids: Record<string, string> = {};
+  if (typeof message !== 'object' || message === null) return ids;
+  const m = message as Record<string, unknown>;
+  if (typeof m.pod_sandbox_id === 'string' && m.pod_sandbox_id) ids.podSandboxId = m.pod_sandbox_id;
+  if (typeof m.container_id === 'string' && m.container_id) ids.containerId = m.container_id;
+  return ids;
+}

@@ -1,0 +1,68 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { errnoCode } from '../errors.js';
+
+/**
+ * Write a file so that a reader (or the daemon after a crash at any line) sees either the
+ * old content or the new, never a torn mix: write a temp file beside it, fsync it, rename
+ * it over the target, then fsync the directory so the rename itself survives power loss.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, 'w', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+export async function writeJsonAtomic(file: string, value: unknown, mode = 0o600): Promise<void> {
+  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', mode);
+}
+
+/** Parse a JSON file, or undefined when it does not exist. */
+export async function readJsonIfExists<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** fsync a directory so that entries created, renamed or removed in it are durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Remove a directory tree so that a crash midway never leaves a half-removed directory
+ * under its real name: rename it aside first (one atomic step), then delete the copy.
+ */
+export async function removeDirAtomic(dir: string): Promise<void> {
+  const trash = `${dir}.removing-${randomBytes(4).toString('hex')}`;
+  try {
+    await fs.rename(dir, trash);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  await syncDir(path.dirname(dir));
+  await fs.rm(trash, { recursive: true, force: true });
+}

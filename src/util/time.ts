@@ -1,0 +1,25 @@
+/**
+ * CRI timestamps are nanoseconds since the epoch in an int64. Date.now() only has millisecond
+ * resolution, and kubelet orders sandboxes of one pod by created_at, so two made in the same
+ * millisecond must still differ: anchor the epoch once and advance it with the monotonic clock.
+ */
+const epochAnchorNs = BigInt(Date.now()) * 1_000_000n;
+const monotonicAnchorNs = process.hrtime.bigint();
+
+/** Nanoseconds since the epoch as a decimal string (the form int64 fields travel in). */
+export function nowNanos(): string {
+  return (epochAnchorNs + (process.hrtime.bigint() - monotonicAnchorNs)).toString();
+}
+
+export function nanosFromDate(date: Date): string {
+  return (BigInt(date.getTime()) * 1_000_000n).toString();
+}
+
+export function dateFromNanos(nanos: string): Date {
+  return new Date(Number(BigInt(nanos) / 1_000_000n));
+}
+
+/** Milliseconds elapsed since a process.hrtime.bigint() reading, rounded to 0.1 ms. */
+export function elapsedMs(startNs: bigint): number {
+  return Math.round(Number(process.hrtime.bigint() - startNs) / 100_000) / 10;
+}

@@ -1,0 +1,146 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  ExecaPluginExecutor,
+  findPlugin,
+  findPluginSync,
+  invokePlugin,
+  pluginEnv,
+  pluginFailure,
+} from '../../src/network/cni/exec.js';
+import { CniPluginError } from '../../src/network/cni/errors.js';
+
+const TEST_PLUGIN = fileURLToPath(new URL('../fixtures/cni/tscri-test-plugin', import.meta.url));
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tscri-cni-exec-'));
+});
+
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+async function script(name: string, body: string, mode = 0o755): Promise<string> {
+  const file = path.join(dir, name);
+  await fs.writeFile(file, body, { mode });
+  return file;
+}
+
+describe('CniPluginError', () => {
+  it('puts the plugin\'s code, msg and details into the message', () => {
+    const err = new CniPluginError({ plugin: 'bridge', command: 'ADD', cniCode: 11, cniMsg: 'try again', details: 'lock held' });
+    expect(err.message).toBe('CNI plugin bridge failed on ADD (code 11): try again: lock held');
+    expect(err.code).toBe('Internal');
+    expect(err).toMatchObject({ plugin: 'bridge', command: 'ADD', cniCode: 11, cniMsg: 'try again', details: 'lock held' });
+    expect(new CniPluginError({ plugin: 'portmap', command: 'DEL', cniMsg: 'boom' }).message).toBe('CNI plugin portmap failed on DEL: boom');
+  });
+});
+
+describe('pluginFailure', () => {
+  it('reads the spec\'s error JSON from stdout', () => {
+    const stdout = JSON.stringify({ cniVersion: '1.0.0', code: 7, msg: 'invalid config', details: 'bridge name too long' });
+    const err = pluginFailure('bridge', 'ADD', { stdout, stderr: 'log noise', exitCode: 1 });
+    expect(err).toMatchObject({ cniCode: 7, cniMsg: 'invalid config', details: 'bridge name too long' });
+  });
+
+  it('falls back to stderr when stdout holds no error JSON', () => {
+    const err = pluginFailure('calico', 'ADD', { stdout: '', stderr: 'panic: runtime error\n', exitCode: 2 });
+    expect(err.cniCode).toBeUndefined();
+    expect(err.cniMsg).toBe('exited with status 2');
+    expect(err.details).toBe('panic: runtime error');
+  });
+
+  it('stringifies non-string details', () => {
+    const stdout = JSON.stringify({ code: 100, msg: 'x', details: { a: 1 } });
+    expect(pluginFailure('p', 'DEL', { stdout, stderr: '', exitCode: 1 }).details).toBe('{"a":1}');
+  });
+});
+
+describe('pluginEnv', () => {
+  it('sets the CNI variables and PATH, nothing else', () => {
+    const env = pluginEnv({
+      command: 'DEL',
+      containerId: 'c1',
+      netnsPath: '',
+      ifName: 'eth0',
+      cniArgs: 'IgnoreUnknown=1',
+      binDirs: ['/opt/cni/bin', '/usr/lib/cni'],
+    });
+    expect(Object.keys(env).sort()).toEqual(['CNI_ARGS', 'CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_IFNAME', 'CNI_NETNS', 'CNI_PATH', 'PATH']);
+    expect(env).toMatchObject({ CNI_COMMAND: 'DEL', CNI_NETNS: '', CNI_PATH: '/opt/cni/bin:/usr/lib/cni' });
+  });
+});
+
+describe('findPlugin', () => {
+  it('takes the first executable file over the dirs in order', async () => {
+    const first = path.join(dir, 'first');
+    const second = path.join(dir, 'second');
+    await fs.mkdir(first);
+    await fs.mkdir(second);
+    await fs.writeFile(path.join(first, 'noexec'), '', { mode: 0o644 });
+    await fs.writeFile(path.join(second, 'noexec'), '', { mode: 0o755 });
+    await fs.mkdir(path.join(first, 'adir'));
+    await fs.writeFile(path.join(second, 'both'), '', { mode: 0o755 });
+    await fs.writeFile(path.join(first, 'both'), '', { mode: 0o755 });
+    const dirs = [first, second];
+    expect(await findPlugin('both', dirs)).toBe(path.join(first, 'both'));
+    expect(await findPlugin('noexec', dirs)).toBe(path.join(second, 'noexec'));
+    expect(await findPlugin('adir', dirs)).toBeUndefined();
+    expect(await findPlugin('absent', dirs)).toBeUndefined();
+    expect(findPluginSync('noexec', dirs)).toBe(path.join(second, 'noexec'));
+    expect(findPluginSync('absent', dirs)).toBeUndefined();
+  });
+});
+
+describe('ExecaPluginExecutor', () => {
+  const executor = new ExecaPluginExecutor(10_000);
+  let env: Record<string, string>;
+  beforeAll(() => {
+    env = pluginEnv({ command: 'ADD', containerId: 'c1', netnsPath: '/x', ifName: 'eth0', cniArgs: '', binDirs: [dir] });
+  });
+
+  it('feeds the config on stdin and returns stdout', async () => {
+    const stdout = await invokePlugin(executor, 'ADD', { type: 'tscri-test-plugin', pluginPath: TEST_PLUGIN, env, config: { cniVersion: '0.4.0', name: 'n', type: 't' } });
+    expect(JSON.parse(stdout)).toEqual({ cniVersion: '0.4.0', interfaces: [], ips: [], routes: [], dns: {} });
+  });
+
+  it('turns the plugin\'s error JSON into a CniPluginError', async () => {
+    const config = { cniVersion: '1.0.0', name: 'n', type: 't', failOn: 'ADD', failCode: 11, failMsg: 'busy', failDetails: 'retry later' };
+    const err = await invokePlugin(executor, 'ADD', { type: 'tscri-test-plugin', pluginPath: TEST_PLUGIN, env, config }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CniPluginError);
+    expect((err as CniPluginError).message).toBe('CNI plugin tscri-test-plugin failed on ADD (code 11): busy: retry later');
+  });
+
+  it('passes exactly the given environment', async () => {
+    process.env['TSCRI_SHOULD_NOT_LEAK'] = '1';
+    try {
+      const plugin = await script('env-dump', '#!/bin/sh\nenv >&2\nexit 3\n');
+      const err = (await invokePlugin(executor, 'ADD', { type: 'env-dump', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+      expect(err.cniMsg).toBe('exited with status 3');
+      expect(err.details).toContain('CNI_COMMAND=ADD');
+      expect(err.details).toContain(`CNI_PATH=${dir}`);
+      expect(err.details).not.toContain('TSCRI_SHOULD_NOT_LEAK');
+    } finally {
+      delete process.env['TSCRI_SHOULD_NOT_LEAK'];
+    }
+  });
+
+  it('gives up on a plugin that hangs', async () => {
+    const plugin = await script('hang', '#!/bin/sh\nexec sleep 30\n');
+    const err = (await invokePlugin(new ExecaPluginExecutor(200), 'DEL', { type: 'hang', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+    expect(err).toBeInstanceOf(CniPluginError);
+    expect(err.message).toMatch(/could not run .*hang: timed out after 200 ms/);
+  });
+
+  it('reports a plugin that cannot be started', async () => {
+    const plugin = await script('not-exec', '#!/bin/sh\n', 0o644);
+    const err = (await invokePlugin(executor, 'ADD', { type: 'not-exec', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+    expect(err).toBeInstanceOf(CniPluginError);
+    expect(err.message).toMatch(/could not run/);
+  });
+});
