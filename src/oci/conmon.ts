@@ -124,7 +124,8 @@ export class ConmonRuntime implements OciRuntime {
     try {
       const message = await readSyncMessage(child.stdio[3] as Readable, this.createTimeoutMs);
       if (message.data < 0) {
-        throw new InternalError(`runc create failed: ${cleanRuncMessage(message.message ?? stderr)}`);
+        const reason = cleanRuncMessage(message.message ?? stderr).replace(/^runc create failed: /, '');
+        throw new InternalError(`runc create failed: ${reason}`);
       }
       return { pid: message.data };
     } catch (err) {

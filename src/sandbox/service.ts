@@ -12,6 +12,7 @@ import { createNetns, newNetnsName, removeNetns } from '../network/netns.js';
 import type { OciRuntime } from '../oci/runtime.js';
 import { cgroupsPathFor } from '../oci/spec.js';
 import { IdIndex } from '../store/id-index.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 import { NameRegistry } from '../store/names.js';
 import { RecordStore } from '../store/records.js';
 import { newId } from '../util/ids.js';
@@ -59,6 +60,8 @@ export class SandboxService {
   private readonly store: RecordStore<SandboxRecord>;
   private readonly names = new NameRegistry('sandbox');
   readonly sandboxes = new IdIndex<Sandbox>('sandbox');
+  /** One operation at a time per sandbox: a Stop racing a Remove must not interleave steps. */
+  private readonly locks = new KeyedMutex();
 
   constructor(private readonly deps: SandboxServiceDeps) {
     this.store = new RecordStore(path.join(deps.config.root, 'sandboxes'), 'sandbox.json', SANDBOX_RECORD_VERSION);
@@ -112,7 +115,10 @@ export class SandboxService {
     validateSandboxConfig(config);
     checkRuntimeHandler(runtimeHandler);
     const id = newId();
-    const log = baseLog.child({ podSandboxId: id });
+    return this.locks.run(id, () => this.runLocked(id, config, runtimeHandler, baseLog.child({ podSandboxId: id })));
+  }
+
+  private async runLocked(id: string, config: cri.PodSandboxConfig, runtimeHandler: string, log: Logger): Promise<string> {
     const record = this.newRecord(id, config, runtimeHandler);
     const undo = new UndoStack();
     const timings = record.timings;
@@ -233,7 +239,14 @@ export class SandboxService {
    * finishes sandboxes a crash left half-made or half-stopped.
    */
   async stop(idOrPrefix: string, log: Logger): Promise<void> {
-    const sandbox = this.sandboxes.get(idOrPrefix);
+    const id = this.sandboxes.get(idOrPrefix).record.id;
+    await this.locks.run(id, async () => {
+      const sandbox = this.sandboxes.get(id);
+      await this.stopLocked(sandbox, log);
+    });
+  }
+
+  private async stopLocked(sandbox: Sandbox, log: Logger): Promise<void> {
     const { record } = sandbox;
     await this.stopPause(sandbox, log);
     await this.tearDownNetwork(record);
@@ -248,15 +261,19 @@ export class SandboxService {
 
   /** Stop (if needed) and delete everything the sandbox owns; an unknown id is success. */
   async remove(idOrPrefix: string, log: Logger): Promise<void> {
-    const sandbox = this.sandboxes.find(idOrPrefix);
-    if (!sandbox) {
+    const id = this.sandboxes.find(idOrPrefix)?.record.id;
+    if (!id) {
       log.info('sandbox already removed');
       return;
     }
-    await this.stop(sandbox.record.id, log);
-    await this.deps.runtime.delete(sandbox.record.id);
-    await this.forget(sandbox.record);
-    log.info('sandbox removed');
+    await this.locks.run(id, async () => {
+      const sandbox = this.sandboxes.find(id);
+      if (!sandbox) return; // removed by a call that held the lock before us
+      await this.stopLocked(sandbox, log);
+      await this.deps.runtime.delete(id);
+      await this.forget(sandbox.record);
+      log.info('sandbox removed');
+    });
   }
 
   private async stopPause(sandbox: Sandbox, log: Logger): Promise<void> {

@@ -1,8 +1,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
-import { loadConfig, type Config, type LogLevel } from '../../config/config.js';
-import { startDaemon } from '../../daemon.js';
-import { createLogger } from '../../log.js';
+import type { Config, LogLevel } from '../../config/config.js';
 
 interface DaemonOptions {
   config?: string;
@@ -21,6 +19,12 @@ export function daemonCommand(): Command {
     .option('--state <dir>', 'override `state`')
     .option('--log-level <level>', 'override `log_level`')
     .action(async (opts: DaemonOptions) => {
+      // Loaded here, not at the top: client commands should not pay for the daemon's modules.
+      const [{ loadConfig }, { startDaemon }, { createLogger }] = await Promise.all([
+        import('../../config/config.js'),
+        import('../../daemon.js'),
+        import('../../log.js'),
+      ]);
       const config = withOverrides(await loadConfig(opts.config), opts);
       const log = createLogger(config.logLevel);
       let daemon;

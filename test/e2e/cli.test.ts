@@ -1,0 +1,104 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findExecutable } from '../../src/util/executable.js';
+import { TSCRI_BIN, podConfig, startTestDaemon, type TestDaemon } from './harness.js';
+import { exists } from './host.js';
+
+describe('the tscri client against the daemon', () => {
+  let daemon: TestDaemon;
+  let configFile: string;
+
+  beforeAll(async () => {
+    daemon = await startTestDaemon();
+    configFile = path.join(daemon.dirs.base, 'pod.json');
+    // crictl's own file format: snake_case names, enums as numbers.
+    await fs.writeFile(
+      configFile,
+      JSON.stringify({
+        metadata: { name: 'cli-pod', namespace: 'cli', uid: 'cli-uid-1', attempt: 1 },
+        log_directory: '/tmp',
+        port_mappings: [{ protocol: 0, container_port: 80, host_port: 0 }],
+        labels: { tier: 'cli' },
+        linux: {},
+      }),
+    );
+  });
+
+  afterAll(async () => {
+    await daemon?.stop();
+  });
+
+  const tscri = (...args: string[]) => execa(process.execPath, [TSCRI_BIN, '-r', `unix://${daemon.socket}`, ...args], { reject: false });
+
+  it('runs, lists, inspects, stops and removes a pod', async () => {
+    const version = await tscri('version');
+    expect(version.stdout).toMatch(/RuntimeName:\s+tscri/);
+
+    const run = await tscri('runp', configFile);
+    expect(run.exitCode).toBe(0);
+    const id = run.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+
+    const pods = await tscri('pods');
+    expect(pods.stdout).toMatch(/POD ID\s+CREATED\s+STATE\s+NAME\s+NAMESPACE\s+ATTEMPT\s+RUNTIME/);
+    expect(pods.stdout).toMatch(new RegExp(`${id.slice(0, 13)}\\s+.*Ready\\s+cli-pod\\s+cli\\s+1`));
+    expect((await tscri('pods', '-q', '--label', 'tier=cli')).stdout.trim()).toBe(id);
+    expect((await tscri('pods', '-q', '--label', 'tier=other')).stdout.trim()).toBe('');
+    expect((await tscri('pods', '-q', '--name', '^cli-')).stdout.trim()).toBe(id);
+
+    const inspect = JSON.parse((await tscri('inspectp', id.slice(0, 8))).stdout) as {
+      status: { id: string; state: string; network: { ip: string } };
+      info: { info: { netnsPath: string } };
+    };
+    expect(inspect.status).toMatchObject({ id, state: 'SANDBOX_READY' });
+    expect(inspect.status.network.ip).toMatch(/^10\.88\./);
+    expect(await exists(inspect.info.info.netnsPath)).toBe(true);
+
+    const info = JSON.parse((await tscri('info')).stdout) as { status: { conditions: Array<{ type: string; status: boolean }> }; config: { root: string } };
+    expect(info.status.conditions).toEqual(
+      expect.arrayContaining([expect.objectContaining({ type: 'NetworkReady', status: true })]),
+    );
+    expect(info.config.root).toBe(daemon.dirs.root);
+
+    expect((await tscri('stopp', id)).stdout).toBe(`Stopped sandbox ${id}`);
+    expect((await tscri('pods', '--state', 'notready', '-q')).stdout.trim()).toBe(id);
+    expect((await tscri('rmp', id)).stdout).toBe(`Removed sandbox ${id}`);
+    expect(await exists(inspect.info.info.netnsPath)).toBe(false);
+    expect((await tscri('pods', '-q')).stdout.trim()).toBe('');
+  });
+
+  it('reports server errors with their message and a non-zero exit', async () => {
+    const result = await tscri('inspectp', 'f'.repeat(64));
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/not found/);
+    const bad = path.join(daemon.dirs.base, 'bad.json');
+    await fs.writeFile(bad, JSON.stringify({ metadata: { nmae: 'typo' } }));
+    const typo = await tscri('runp', bad);
+    expect(typo.exitCode).toBe(1);
+    expect(typo.stderr).toContain('unknown field "nmae"');
+  });
+
+  it('serves crictl, which sends the socket path as :authority', async () => {
+    const crictl = await findExecutable('crictl');
+    if (!crictl) {
+      // crictl is an instrument, not a dependency: no binary, no check.
+      console.warn('crictl not installed; skipping the crictl compatibility check');
+      return;
+    }
+    const run = (...args: string[]) => execa(crictl, ['-r', `unix://${daemon.socket}`, ...args], { reject: false });
+    expect((await run('version')).stdout).toMatch(/RuntimeName:\s+tscri/);
+    const podFile = path.join(daemon.dirs.base, 'crictl-pod.json');
+    await fs.writeFile(podFile, JSON.stringify(podConfig('crictl-pod')));
+    const id = (await run('runp', podFile)).stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect((await run('pods', '-q')).stdout).toContain(id);
+    const inspected = JSON.parse((await run('inspectp', id)).stdout) as { status: { state: string } };
+    expect(inspected.status.state).toBe('SANDBOX_READY');
+    expect((await run('info')).exitCode).toBe(0);
+    expect((await run('stopp', id)).exitCode).toBe(0);
+    expect((await run('rmp', id)).exitCode).toBe(0);
+    expect((await run('pods', '-q')).stdout.trim()).toBe('');
+  });
+});

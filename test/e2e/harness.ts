@@ -1,0 +1,259 @@
+/**
+ * The real tscri daemon for end-to-end tests: built dist/, a temporary socket, root, state and
+ * CNI conf dir, the real runc, conmon and CNI reference plugins, plus the recording test
+ * plugin. Each test file gets its own bridge and /24 inside 10.88.0.0/16 so files never
+ * share host state, and `stop()` checks that nothing is left behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { call, connect, type CriClients } from '../../src/cli/client.js';
+import { bridgePorts, mountsUnder, processesMatching } from './host.js';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const TSCRI_BIN = path.join(REPO, 'dist/cli/main.js');
+export const TEST_PLUGIN = path.join(REPO, 'test/fixtures/cni/tscri-test-plugin');
+export const CNI_BIN_DIR = '/usr/lib/cni';
+
+export interface NetworkPlan {
+  /** Bridge interface name on the host (≤ 15 characters). */
+  bridge: string;
+  /** The file's own /24, e.g. 10.88.101.0/24. */
+  subnet: string;
+  /** host-local's allocation directory (inside the temp dir). */
+  ipamDataDir: string;
+  networkName: string;
+}
+
+export interface DaemonOptions {
+  /** Which network to put in the conf dir: bridge+portmap+recorder (default), none, or a custom conflist. */
+  network?: 'bridge' | 'none' | ((plan: NetworkPlan, dirs: TestDirs) => object);
+  /** Let the daemon write its default network when the conf dir is empty. */
+  defaultNetwork?: boolean;
+  /** Extra TOML appended to the config. */
+  extraToml?: string;
+}
+
+export interface TestDirs {
+  base: string;
+  root: string;
+  state: string;
+  confDir: string;
+  binDir: string;
+  /** JSON lines written by the recording test plugin. */
+  recordFile: string;
+}
+
+let fileCounter = 0;
+
+/** A daemon process and the means to inspect it. */
+export class TestDaemon {
+  private process: ChildProcess | undefined;
+  clients!: CriClients;
+  logs = '';
+
+  constructor(
+    readonly dirs: TestDirs,
+    readonly plan: NetworkPlan,
+    readonly socket: string,
+    readonly configFile: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const child = spawn(process.execPath, [TSCRI_BIN, 'daemon', '--config', this.configFile], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (this.logs += chunk.toString()));
+    this.process = child;
+    this.clients = connect(`unix://${this.socket}`);
+    await this.waitReady(child);
+  }
+
+  private async waitReady(child: ChildProcess): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`daemon exited (${child.exitCode}):\n${this.logs}`);
+      try {
+        await call(this.clients.runtime, 'Version', { version: 'v1' }, 1000);
+        await call(this.clients.runtime, 'ListPodSandbox', {}, 1000);
+        return;
+      } catch {
+        await sleep(50);
+      }
+    }
+    throw new Error(`daemon did not become ready:\n${this.logs}`);
+  }
+
+  /** SIGTERM and wait: the graceful shutdown that must leave pods running. */
+  async terminate(): Promise<void> {
+    const child = this.process;
+    this.clients?.close();
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  /** SIGKILL: the daemon dies at whatever line it is on. */
+  async kill9(): Promise<void> {
+    const child = this.process;
+    this.clients?.close();
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.terminate();
+    await this.start();
+  }
+
+  /** Run a unary RuntimeService call. */
+  runtime<K extends keyof CriClients['runtime'] & string>(
+    method: K,
+    request: Parameters<typeof call<CriClients['runtime'], K>>[2],
+    timeoutMs = 60_000,
+  ) {
+    return call(this.clients.runtime, method, request, timeoutMs);
+  }
+
+  /** Every invocation the recording CNI plugin saw. */
+  async cniRecords(): Promise<CniRecord[]> {
+    try {
+      const text = await fs.readFile(this.dirs.recordFile, 'utf8');
+      return text.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as CniRecord);
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Remove every sandbox through the API, stop the daemon, and then insist that nothing the
+   * daemon made is left: no process started from its state dir, no mount under its dirs, no
+   * veth on its bridge. The bridge and temp dirs go last, whatever the verdict.
+   */
+  async stop(): Promise<void> {
+    const { items } = await this.runtime('ListPodSandbox', {});
+    for (const sandbox of items) await this.runtime('RemovePodSandbox', { pod_sandbox_id: sandbox.id });
+    await this.terminate();
+    try {
+      const leftovers = [
+        ...(await processesMatching(path.join(this.dirs.state, 'bundles'))).map((pid) => `process ${pid}`),
+        ...(await mountsUnder(this.dirs.base)).map((m) => `mount ${m}`),
+        ...(await bridgePorts(this.plan.bridge)).map((veth) => `veth ${veth}`),
+      ];
+      if (leftovers.length > 0) throw new Error(`left behind after removing every pod: ${leftovers.join(', ')}`);
+    } finally {
+      await execa('ip', ['link', 'del', this.plan.bridge], { reject: false });
+      await fs.rm(this.dirs.base, { recursive: true, force: true });
+      // host-local's default data dir, used by the daemon's default network.
+      await fs.rm(`/var/lib/cni/networks/${this.plan.networkName}-default`, { recursive: true, force: true });
+    }
+  }
+}
+
+export interface CniRecord {
+  command: string;
+  containerId: string;
+  netns: string;
+  ifName: string;
+  args: string;
+  stdin: Record<string, unknown>;
+}
+
+/** Make the temp dirs, config and CNI conf dir, and start a daemon. */
+export async function startTestDaemon(options: DaemonOptions = {}): Promise<TestDaemon> {
+  const index = (process.pid % 50) * 2 + fileCounter++;
+  const base = await fs.mkdtemp('/tmp/tse2e-');
+  const dirs: TestDirs = {
+    base,
+    root: path.join(base, 'root'),
+    state: path.join(base, 'state'),
+    confDir: path.join(base, 'net.d'),
+    binDir: path.join(base, 'bin'),
+    recordFile: path.join(base, 'cni-records.jsonl'),
+  };
+  await Promise.all([fs.mkdir(dirs.confDir, { recursive: true }), fs.mkdir(dirs.binDir, { recursive: true })]);
+  await fs.copyFile(TEST_PLUGIN, path.join(dirs.binDir, 'tscri-test-plugin'));
+  await fs.chmod(path.join(dirs.binDir, 'tscri-test-plugin'), 0o755);
+
+  const plan: NetworkPlan = {
+    bridge: `tse2e${index}`,
+    subnet: `10.88.${100 + index}.0/24`,
+    ipamDataDir: path.join(base, 'ipam'),
+    networkName: `tse2e-net${index}`,
+  };
+  const network = options.network ?? 'bridge';
+  if (network !== 'none') {
+    const conflist = network === 'bridge' ? bridgeNetwork(plan, dirs) : network(plan, dirs);
+    await fs.writeFile(path.join(dirs.confDir, '10-test.conflist'), JSON.stringify(conflist, null, 2));
+  }
+
+  const socket = path.join(base, 'tscri.sock');
+  const configFile = path.join(base, 'config.toml');
+  await fs.writeFile(
+    configFile,
+    [
+      `listen = "unix://${socket}"`,
+      `root = "${dirs.root}"`,
+      `state = "${dirs.state}"`,
+      `log_level = "debug"`,
+      `default_cgroup_parent = "/tscri-e2e"`,
+      `[cni]`,
+      `conf_dir = "${dirs.confDir}"`,
+      `bin_dirs = ["${dirs.binDir}", "${CNI_BIN_DIR}"]`,
+      options.defaultNetwork
+        ? `default_bridge = "${plan.bridge}"\ndefault_subnet = "${plan.subnet}"\ndefault_network_name = "${plan.networkName}-default"`
+        : `default_network = false`,
+      options.extraToml ?? '',
+    ].join('\n') + '\n',
+  );
+  const daemon = new TestDaemon(dirs, plan, socket, configFile);
+  await daemon.start();
+  return daemon;
+}
+
+/** bridge + host-local, portmap, and the recorder last (it passes the result through). */
+export function bridgeNetwork(plan: NetworkPlan, dirs: TestDirs, extra: object[] = []): object {
+  return {
+    cniVersion: '1.0.0',
+    name: plan.networkName,
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: plan.bridge,
+        isGateway: true,
+        ipMasq: false,
+        hairpinMode: true,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: plan.subnet }]],
+          dataDir: plan.ipamDataDir,
+        },
+      },
+      { type: 'portmap', capabilities: { portMappings: true } },
+      { type: 'tscri-test-plugin', recordFile: dirs.recordFile, capabilities: { portMappings: true } },
+      ...extra,
+    ],
+  };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A pod config as kubelet would send it, with a unique uid. */
+export function podConfig(name: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    metadata: { name, namespace: 'e2e', uid: `uid-${name}-${Math.random().toString(36).slice(2, 10)}`, attempt: 0 },
+    hostname: name,
+    log_directory: '',
+    labels: { app: name, suite: 'e2e' },
+    annotations: { 'e2e/owner': 'tscri' },
+    linux: {},
+    ...overrides,
+  };
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { defaultConfig, parseConfig } from '../../src/config/config.js';
+
+describe('config loading', () => {
+  it('uses the built-in defaults for an empty file', () => {
+    const config = parseConfig('');
+    expect(config).toEqual(defaultConfig());
+    expect(config.socketPath).toBe('/run/tscri/tscri.sock');
+    expect(config.root).toBe('/var/lib/tscri');
+    expect(config.state).toBe('/run/tscri');
+    expect(config.cni.confDir).toBe('/etc/cni/net.d');
+    expect(config.cni.binDirs).toEqual(['/opt/cni/bin', '/usr/lib/cni']);
+    expect(config.sandboxImage).toBe('');
+  });
+
+  it('reads every documented key', () => {
+    const config = parseConfig(`
+listen = "unix:///tmp/x/tscri.sock"
+root = "/srv/tscri"
+state = "/run/other"
+sandbox_image = "registry.k8s.io/pause:3.9"
+log_level = "debug"
+cgroup_driver = "cgroupfs"
+default_cgroup_parent = "/pods"
+[runtime]
+runc = "/usr/local/sbin/runc"
+conmon = "/usr/local/bin/conmon"
+[cni]
+conf_dir = "/etc/cni/other"
+bin_dirs = ["/opt/cni/bin"]
+default_subnet = "10.88.5.0/24"
+default_bridge = "br-test"
+[registry.mirrors."registry.k8s.io"]
+endpoints = ["http://127.0.0.1:5000", "https://mirror.example"]
+[registry.mirrors."docker.io"]
+endpoints = []
+[streaming]
+address = "0.0.0.0"
+port = 10010
+`);
+    expect(config.socketPath).toBe('/tmp/x/tscri.sock');
+    expect(config.root).toBe('/srv/tscri');
+    expect(config.state).toBe('/run/other');
+    expect(config.sandboxImage).toBe('registry.k8s.io/pause:3.9');
+    expect(config.logLevel).toBe('debug');
+    expect(config.defaultCgroupParent).toBe('/pods');
+    expect(config.runtime).toEqual({ runc: '/usr/local/sbin/runc', conmon: '/usr/local/bin/conmon' });
+    expect(config.cni.confDir).toBe('/etc/cni/other');
+    expect(config.cni.binDirs).toEqual(['/opt/cni/bin']);
+    expect(config.cni.defaultNetwork).toEqual({ name: 'tscri-default', bridge: 'br-test', subnet: '10.88.5.0/24' });
+    expect(config.registry.mirrors).toEqual({
+      'registry.k8s.io': { endpoints: ['http://127.0.0.1:5000', 'https://mirror.example'] },
+      'docker.io': { endpoints: [] },
+    });
+    expect(config.streaming).toEqual({ address: '0.0.0.0', port: 10010 });
+  });
+
+  it('accepts a bare socket path for listen', () => {
+    expect(parseConfig('listen = "/tmp/s.sock"').socketPath).toBe('/tmp/s.sock');
+  });
+
+  it('turns the default network off', () => {
+    expect(parseConfig('[cni]\ndefault_network = false').cni.defaultNetwork).toBe(false);
+  });
+
+  it.each([
+    ['rot = "/x"', /rot: unknown key/],
+    ['root = "relative/dir"', /root: must be an absolute path/],
+    ['log_level = "loud"', /log_level: must be one of/],
+    ['listen = "tcp://127.0.0.1:1"', /listen must be unix/],
+    ['[cni]\nbin_dirs = "/opt/cni/bin"', /cni\.bin_dirs: must be an array of strings/],
+    ['[cni]\nbin_dirs = []', /at least one directory/],
+    ['[cni]\ndefault_subnet = "10.88.0.0"', /not an IPv4 CIDR/],
+    ['[registry.mirrors."x.io"]\nendpoints = ["ftp://x"]', /must be http:\/\/ or https:\/\//],
+    ['[streaming]\nport = 70000', /port: must be between 0 and 65535/],
+    ['root = ', /invalid TOML/],
+  ])('rejects %j naming the key', (text, message) => {
+    expect(() => parseConfig(text)).toThrow(message);
+  });
+});
