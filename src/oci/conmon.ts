@@ -79,7 +79,8 @@ export class ConmonRuntime implements OciRuntime {
   async create(request: CreateRequest): Promise<{ pid: number }> {
     const bundle = this.bundleOf(request.id);
     await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
-    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec);
+    // The bundle lives on the volatile state dir and dies with the container: no fsync.
+    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec, { durable: false });
     return this.createUnderConmon(request, bundle);
   }
 
@@ -141,8 +142,8 @@ export class ConmonRuntime implements OciRuntime {
     await this.options.runc.start(id);
   }
 
-  async kill(id: string, signal: string, all = false): Promise<void> {
-    await this.options.runc.kill(id, signal, all);
+  async kill(id: string, signal: string, all = false): Promise<boolean> {
+    return this.options.runc.kill(id, signal, all);
   }
 
   async state(id: string): Promise<RuncState | undefined> {

@@ -37,7 +37,8 @@ export interface OciRuntime {
   /** Write the bundle and `runc create` under a monitor; resolves with the init pid. */
   create(request: CreateRequest): Promise<{ pid: number }>;
   start(id: string): Promise<void>;
-  kill(id: string, signal: string, all?: boolean): Promise<void>;
+  /** Signal the container; false when there was nothing to signal (gone, or stopped). */
+  kill(id: string, signal: string, all?: boolean): Promise<boolean>;
   /** Force-delete the container, its bundle and its exit record; idempotent. */
   delete(id: string): Promise<void>;
   state(id: string): Promise<RuncState | undefined>;

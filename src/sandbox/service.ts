@@ -17,6 +17,7 @@ import { NameRegistry } from '../store/names.js';
 import { RecordStore } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { mountTmpfs, unmountAll } from '../util/mount.js';
+import { allOrFirstError } from '../util/parallel.js';
 import { elapsedMs, nowNanos } from '../util/time.js';
 import { UndoStack } from '../util/undo.js';
 import { sandboxFilesIn, writeSandboxFiles } from './files.js';
@@ -138,29 +139,24 @@ export class SandboxService {
       this.sandboxes.set(id, { record });
       undo.push('remove record', () => this.forget(record));
 
-      record.hostname = await step('files', () =>
-        writeSandboxFiles(sandboxFilesIn(this.store.dirOf(id)), config, isHostNetwork(record)),
-      );
-      if (record.netnsPath) {
-        const netnsPath = record.netnsPath;
-        await step('netns', () => createNetns({ name: path.basename(netnsPath), path: netnsPath }));
-        undo.push('remove netns', () => removeNetns(netnsPath));
-      }
-      if (record.shmPath) {
-        const shmPath = record.shmPath;
-        undo.push('unmount shm', () => unmountAll(shmPath));
-        await step('shm', () => mountTmpfs(shmPath, SHM_OPTIONS));
-      }
-
-      // The netns exists already, so the network and the pause container can be made at once.
-      const [network, pause] = await Promise.allSettled([
-        step('cni', () => this.setUpNetwork(record, undo, log)),
-        step('pauseCreate', () => this.createPause(record, image, undo, log)),
+      // The pod's files, netns and shm do not depend on one another. Each undo is registered
+      // before its attempt: removal tolerates what is missing, and a half-made netns is undone too.
+      const { netnsPath, shmPath } = record;
+      if (netnsPath) undo.push('remove netns', () => removeNetns(netnsPath));
+      if (shmPath) undo.push('unmount shm', () => unmountAll(shmPath));
+      await allOrFirstError([
+        step('files', async () => {
+          record.hostname = await writeSandboxFiles(sandboxFilesIn(this.store.dirOf(id)), config, isHostNetwork(record));
+        }),
+        netnsPath && step('netns', () => createNetns({ name: path.basename(netnsPath), path: netnsPath })),
+        shmPath && step('shm', () => mountTmpfs(shmPath, SHM_OPTIONS)),
       ]);
-      if (network.status === 'rejected') throw network.reason;
-      if (pause.status === 'rejected') throw pause.reason;
-      record.network = network.value;
-      record.pausePid = pause.value;
+
+      // The netns exists now, so the network and the pause container can be made at once.
+      await allOrFirstError([
+        step('cni', async () => (record.network = await this.setUpNetwork(record, undo, log))),
+        step('pauseCreate', async () => (record.pausePid = await this.createPause(record, image, undo, log))),
+      ]);
 
       await step('pauseStart', () => this.deps.runtime.start(id));
       record.phase = 'ready';
@@ -248,14 +244,13 @@ export class SandboxService {
 
   private async stopLocked(sandbox: Sandbox, log: Logger): Promise<void> {
     const { record } = sandbox;
-    await this.stopPause(sandbox, log);
-    await this.tearDownNetwork(record);
-    if (record.netnsPath) await removeNetns(record.netnsPath);
-    if (record.shmPath) await unmountAll(record.shmPath);
-    if (record.phase !== 'stopped') {
-      record.phase = 'stopped';
-      await this.store.save(record);
-    }
+    // `stopped` is written only after every step below succeeded: nothing is left to do.
+    if (record.phase === 'stopped') return;
+    // The netns stays pinned while pause dies, so CNI DEL need not wait for it.
+    await allOrFirstError([this.stopPause(sandbox, log), this.tearDownNetwork(record)]);
+    await allOrFirstError([record.netnsPath && removeNetns(record.netnsPath), record.shmPath && unmountAll(record.shmPath)]);
+    record.phase = 'stopped';
+    await this.store.save(record);
     log.info('sandbox stopped');
   }
 
@@ -278,9 +273,8 @@ export class SandboxService {
 
   private async stopPause(sandbox: Sandbox, log: Logger): Promise<void> {
     const id = sandbox.record.id;
-    const state = await this.deps.runtime.state(id);
-    if (!state || state.status === 'stopped') return;
-    await this.deps.runtime.kill(id, 'KILL');
+    if (sandbox.pauseExit) return;
+    if (!(await this.deps.runtime.kill(id, 'KILL'))) return; // never created, or already gone
     const exit = await this.deps.runtime.waitExit(id, PAUSE_EXIT_TIMEOUT_MS);
     if (exit) sandbox.pauseExit ??= exit;
     else log.warn('pause container did not report its exit in time');

@@ -3,18 +3,28 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { errnoCode } from '../errors.js';
 
+export interface WriteOptions {
+  mode?: number;
+  /**
+   * fsync the file and its directory so the write survives power loss (default). Files that
+   * only matter while their pod runs can skip it: a power loss ends the pod as well.
+   */
+  durable?: boolean;
+}
+
 /**
  * Write a file so that a reader (or the daemon after a crash at any line) sees either the
  * old content or the new, never a torn mix: write a temp file beside it, fsync it, rename
  * it over the target, then fsync the directory so the rename itself survives power loss.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, options: WriteOptions = {}): Promise<void> {
+  const { mode = 0o600, durable = true } = options;
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, 'w', mode);
   try {
     await handle.writeFile(data);
-    await handle.sync();
+    if (durable) await handle.sync();
   } finally {
     await handle.close();
   }
@@ -24,11 +34,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  await syncDir(dir);
+  if (durable) await syncDir(dir);
 }
 
-export async function writeJsonAtomic(file: string, value: unknown, mode = 0o600): Promise<void> {
-  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', mode);
+export async function writeJsonAtomic(file: string, value: unknown, options?: WriteOptions): Promise<void> {
+  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', options);
 }
 
 /** Parse a JSON file, or undefined when it does not exist. */

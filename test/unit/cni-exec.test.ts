@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ExecaPluginExecutor,
+  ProcessPluginExecutor,
   findPlugin,
   findPluginSync,
   invokePlugin,
@@ -97,8 +97,8 @@ describe('findPlugin', () => {
   });
 });
 
-describe('ExecaPluginExecutor', () => {
-  const executor = new ExecaPluginExecutor(10_000);
+describe('ProcessPluginExecutor', () => {
+  const executor = new ProcessPluginExecutor(10_000);
   let env: Record<string, string>;
   beforeAll(() => {
     env = pluginEnv({ command: 'ADD', containerId: 'c1', netnsPath: '/x', ifName: 'eth0', cniArgs: '', binDirs: [dir] });
@@ -132,7 +132,7 @@ describe('ExecaPluginExecutor', () => {
 
   it('gives up on a plugin that hangs', async () => {
     const plugin = await script('hang', '#!/bin/sh\nexec sleep 30\n');
-    const err = (await invokePlugin(new ExecaPluginExecutor(200), 'DEL', { type: 'hang', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+    const err = (await invokePlugin(new ProcessPluginExecutor(200), 'DEL', { type: 'hang', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
     expect(err).toBeInstanceOf(CniPluginError);
     expect(err.message).toMatch(/could not run .*hang: timed out after 200 ms/);
   });

@@ -5,7 +5,7 @@
  */
 import { constants as fsConstants, promises as fs, accessSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
+import { exec } from '../../util/run.js';
 import { messageOf } from '../../errors.js';
 import { isRecord } from './config.js';
 import { CniPluginError, type CniCommand } from './errors.js';
@@ -34,22 +34,15 @@ export interface PluginExecutor {
   exec(pluginPath: string, env: Readonly<Record<string, string>>, stdin: string): Promise<PluginOutput>;
 }
 
-export class ExecaPluginExecutor implements PluginExecutor {
+/** Runs plugins as real processes. */
+export class ProcessPluginExecutor implements PluginExecutor {
   constructor(private readonly timeoutMs: number = DEFAULT_PLUGIN_TIMEOUT_MS) {}
 
   async exec(pluginPath: string, env: Readonly<Record<string, string>>, stdin: string): Promise<PluginOutput> {
-    const result = await execa(pluginPath, [], {
-      input: stdin,
-      env,
-      extendEnv: false,
-      reject: false,
-      stripFinalNewline: false,
-      timeout: this.timeoutMs,
-      killSignal: 'SIGKILL',
-    });
+    const result = await exec(pluginPath, [], { input: stdin, env: { ...env }, timeoutMs: this.timeoutMs });
     if (result.timedOut) throw new Error(`timed out after ${this.timeoutMs} ms`);
-    if (result.exitCode === undefined) throw new Error(result.shortMessage);
-    return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode };
+    if (result.exitCode === null) throw new Error(`killed by ${result.signal}`);
+    return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
   }
 }
 

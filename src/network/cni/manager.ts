@@ -23,7 +23,7 @@ import {
 } from './config.js';
 import { CniPluginError, type CniCommand } from './errors.js';
 import {
-  ExecaPluginExecutor,
+  ProcessPluginExecutor,
   findPlugin,
   findPluginSync,
   invokePlugin,
@@ -99,7 +99,7 @@ export class CniNetworkManager implements NetworkManager {
 
   constructor(private readonly options: CniNetworkManagerOptions) {
     this.cache = new AttachmentCache(options.cacheDir);
-    this.executor = options.executor ?? new ExecaPluginExecutor();
+    this.executor = options.executor ?? new ProcessPluginExecutor();
     this.log = options.logger.child({ component: 'cni' });
   }
 
@@ -392,7 +392,7 @@ export class CniNetworkManager implements NetworkManager {
 
   private async writeDefaultNetwork(opts: { name: string; bridge: string; subnet: string; dataDir?: string }): Promise<void> {
     const file = path.join(this.options.confDir, DEFAULT_NETWORK_FILE);
-    await writeJsonAtomic(file, defaultNetworkConfig(opts), 0o644);
+    await writeJsonAtomic(file, defaultNetworkConfig(opts), { mode: 0o644 });
     this.log.info({ file, network: opts.name, subnet: opts.subnet }, 'no CNI network configured; wrote the default network');
   }
 
