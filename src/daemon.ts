@@ -2,8 +2,13 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
-import { FailedPreconditionError, UnimplementedError } from './errors.js';
+import { FailedPreconditionError } from './errors.js';
 import { prepareBuiltinPause, type SandboxImage } from './image/builtin-pause.js';
+import { RegistrySandboxImage } from './image/sandbox-image.js';
+import { ImageService } from './image/service.js';
+import { ContainerEvents } from './container/events.js';
+import { ContainerService } from './container/service.js';
+import { StatsService } from './container/stats.js';
 import { RuntimeInfoService } from './info/service.js';
 import { CniNetworkManager } from './network/cni/manager.js';
 import { ConmonRuntime } from './oci/conmon.js';
@@ -48,23 +53,30 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
   await network.start();
 
-  const sandboxImage = await sandboxImageResolver(config);
-  const sandboxes = new SandboxService({
-    config,
-    network,
-    runtime,
-    sandboxImage,
-    ownOomScoreAdj: await ownOomScoreAdj(),
-    log,
-  });
+  const images = new ImageService(config, log);
+  await images.open();
+
+  const sandboxImage = await sandboxImageResolver(config, images, log);
+  const oomFloor = await ownOomScoreAdj();
+  const sandboxes = new SandboxService({ config, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, log });
+  const events = new ContainerEvents();
+  const containers = new ContainerService({ config, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
+  sandboxes.setMembers(containers);
+  const stats = new StatsService(config, containers, sandboxes);
   const info = new RuntimeInfoService(config, network);
 
   let ready = false;
   const wrapOptions = { log, isReady: () => ready };
-  const server = new CriServer(runtimeServiceHandlers({ info, sandboxes }, wrapOptions), imageServiceHandlers());
+  const server = new CriServer(
+    runtimeServiceHandlers({ info, sandboxes, containers, stats, events }, wrapOptions),
+    imageServiceHandlers(images, wrapOptions),
+  );
   await server.listen(config.socketPath);
 
   await sandboxes.recover();
+  await containers.recover();
+  // Only now does every container hold its layers, so unused content can safely go.
+  await images.collectGarbage(log);
   ready = true;
   log.info(
     { socket: config.socketPath, root: config.root, state: config.state, network: network.status(), ms: elapsedMs(started) },
@@ -91,15 +103,14 @@ async function requireExecutable(name: string, what: string): Promise<string> {
   return found;
 }
 
-/** The built-in pause image unless the config names one. */
-async function sandboxImageResolver(config: Config): Promise<() => Promise<SandboxImage>> {
+/** The built-in pause image unless the config names one, which is then pulled on first use. */
+async function sandboxImageResolver(config: Config, images: ImageService, log: Logger): Promise<() => Promise<SandboxImage>> {
   if (config.sandboxImage === '') {
     const builtin = await prepareBuiltinPause(config.root);
     return async () => builtin;
   }
-  return async () => {
-    throw new UnimplementedError(`sandbox_image "${config.sandboxImage}" needs the image service, which is not built yet`);
-  };
+  const fromRegistry = new RegistrySandboxImage(config.sandboxImage, images, config.state, log);
+  return () => fromRegistry.get();
 }
 
 /** The daemon's oom_score_adj; containers cannot be given a lower one. */

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { TscriError } from '../errors.js';
 import { TSCRI_VERSION } from '../version.js';
 import { daemonCommand } from './commands/daemon.js';
+import { imageCommands } from './commands/image.js';
 import { runtimeCommands } from './commands/runtime.js';
 import { sandboxCommands } from './commands/sandbox.js';
 import { DEFAULT_ENDPOINT } from './context.js';
@@ -17,7 +18,7 @@ const program = new Command('tscri')
   .exitOverride();
 
 program.addCommand(daemonCommand());
-for (const command of [...runtimeCommands(), ...sandboxCommands()]) program.addCommand(command);
+for (const command of [...runtimeCommands(), ...sandboxCommands(), ...imageCommands()]) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,14 +1,15 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { promises as fs, watch, type FSWatcher } from 'node:fs';
+import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { InternalError, errnoCode, messageOf } from '../errors.js';
 import { Runc, type RuncState } from './runc.js';
-import type { ContainerExit, CreateRequest, ExitListener, OciRuntime } from './runtime.js';
+import type { ContainerExit, CreateRequest, ExecOptions, ExecOutcome, ExitListener, OciRuntime } from './runtime.js';
 import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
-import type { OciResources, OciSpec } from './spec-types.js';
+import { newId } from '../util/ids.js';
+import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 
 export interface ConmonRuntimeOptions {
   /** Absolute path of the conmon binary. */
@@ -30,6 +31,9 @@ interface SyncMessage {
 }
 
 const CONMON_PIDFILE = 'conmon.pid';
+/** Message types on conmon's `ctl` fifo: "<type> <height> <width>\n". */
+const CONTROL_RESIZE = 1;
+const CONTROL_REOPEN_LOG = 2;
 const CONTAINER_PIDFILE = 'pidfile';
 const OOM_FILE = 'oom';
 
@@ -154,6 +158,27 @@ export class ConmonRuntime implements OciRuntime {
     await this.options.runc.update(id, resources);
   }
 
+  async exec(id: string, process: OciProcess, options: ExecOptions = {}): Promise<ExecOutcome> {
+    const bundle = this.bundleOf(id);
+    const token = newId().slice(0, 12);
+    const processFile = path.join(bundle, `exec-${token}.json`);
+    const pidFile = path.join(bundle, `exec-${token}.pid`);
+    await writeJsonAtomic(processFile, process, { durable: false });
+    try {
+      return await this.options.runc.exec(id, processFile, pidFile, options);
+    } finally {
+      await Promise.all([fs.rm(processFile, { force: true }), fs.rm(pidFile, { force: true })]);
+    }
+  }
+
+  async reopenLog(id: string): Promise<void> {
+    await writeControl(this.bundleOf(id), CONTROL_REOPEN_LOG, 0, 0);
+  }
+
+  async resize(id: string, width: number, height: number): Promise<void> {
+    await writeControl(this.bundleOf(id), CONTROL_RESIZE, height, width);
+  }
+
   async delete(id: string): Promise<void> {
     const bundle = this.bundleOf(id);
     await this.options.runc.delete(id, true);
@@ -222,6 +247,24 @@ export class ConmonRuntime implements OciRuntime {
       request.log.warn({ err: messageOf(err) }, 'runc delete after failed create');
     }
     await fs.rm(path.join(this.options.exitDir, request.id), { force: true });
+  }
+}
+
+/**
+ * Send one message to conmon's control fifo. Opened non-blocking: a fifo without a reader
+ * (conmon gone) fails at once with ENXIO instead of hanging the daemon.
+ */
+async function writeControl(bundle: string, type: number, height: number, width: number): Promise<void> {
+  let handle;
+  try {
+    handle = await fs.open(path.join(bundle, 'ctl'), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    throw new InternalError(`container monitor is not running (${errnoCode(err) ?? messageOf(err)})`);
+  }
+  try {
+    await handle.write(`${type} ${height} ${width}\n`);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,4 +1,9 @@
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import type { Readable } from 'node:stream';
 import { InternalError, NotFoundError } from '../errors.js';
+import type { ExecOptions, ExecOutcome } from './runtime.js';
 import { exec, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
 
@@ -68,10 +73,67 @@ export class Runc {
     throw new InternalError(`runc update ${id}: ${stderr.trim()}`);
   }
 
+  /**
+   * `runc exec` of a process spec, waiting for it. On timeout the exec'd process itself is
+   * killed (its pid from the pid file): killing only runc would leave it running.
+   */
+  async exec(id: string, processFile: string, pidFile: string, options: ExecOptions): Promise<ExecOutcome> {
+    const child = spawn(this.binary, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const limit = options.maxOutputBytes ?? Number.POSITIVE_INFINITY;
+    const stdout = collect(child.stdout!, limit);
+    const stderr = collect(child.stderr!, limit);
+    let timedOut = false;
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            void killFromPidFile(pidFile).finally(() => child.kill('SIGKILL'));
+          }, options.timeoutMs);
+    const exitCode = await new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
+    }).finally(() => clearTimeout(timer));
+    const err = stderr();
+    if (!timedOut && exitCode !== 0 && /^(time="[^"]*" )?level=error/m.test(err.toString())) {
+      // runc itself failed (no such container, bad process): not the process's own exit.
+      const message = err.toString().trim();
+      if (/does not exist|not running|cannot exec in a stopped container/i.test(message)) {
+        throw new NotFoundError(`container ${id} is not running: ${message}`);
+      }
+      throw new InternalError(`runc exec in ${id}: ${message}`);
+    }
+    return { stdout: stdout(), stderr: err, exitCode, timedOut };
+  }
+
   /** Process ids inside the container's cgroup. */
   async pids(id: string): Promise<number[]> {
     const result = await exec(this.binary, [...this.globalArgs(), 'ps', '--format', 'json', id]);
     if (result.exitCode !== 0) return [];
     return (JSON.parse(result.stdout || '[]') as number[] | null) ?? [];
+  }
+}
+
+/** Gather a stream's bytes up to `limit`; the getter returns what was kept. */
+function collect(stream: Readable, limit: number): () => Buffer {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  stream.on('data', (chunk: Buffer) => {
+    if (kept >= limit) return;
+    const piece = chunk.subarray(0, limit - kept);
+    chunks.push(piece);
+    kept += piece.length;
+  });
+  return () => Buffer.concat(chunks);
+}
+
+async function killFromPidFile(pidFile: string): Promise<void> {
+  try {
+    const pid = Number.parseInt((await fs.readFile(pidFile, 'utf8')).trim(), 10);
+    if (pid > 0) process.kill(pid, 'SIGKILL');
+  } catch {
+    // Not started yet, or already gone.
   }
 }

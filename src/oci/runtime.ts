@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RuncState } from './runc.js';
-import type { OciResources, OciSpec } from './spec-types.js';
+import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 
 /** How a container's stdio is wired by its monitor. */
 export interface ContainerIO {
@@ -28,6 +28,20 @@ export interface ContainerExit {
 
 export type ExitListener = (id: string, exit: ContainerExit) => void;
 
+export interface ExecOptions {
+  /** Kill the process after this long (the result then says timedOut). */
+  timeoutMs?: number;
+  /** Output kept per stream; the rest is dropped. */
+  maxOutputBytes?: number;
+}
+
+export interface ExecOutcome {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+  timedOut: boolean;
+}
+
 /**
  * The runtime layer: owns each container's bundle (config.json and the monitor's sockets),
  * creates containers under a per-container monitor, and reports their exits. conmon + runc
@@ -51,6 +65,12 @@ export interface OciRuntime {
   /** Resolve with the exit once recorded, or undefined after `timeoutMs`. */
   waitExit(id: string, timeoutMs: number): Promise<ContainerExit | undefined>;
   update(id: string, resources: OciResources): Promise<void>;
+  /** Run a process in the container to completion, stdout and stderr apart. */
+  exec(id: string, process: OciProcess, options?: ExecOptions): Promise<ExecOutcome>;
+  /** Ask the monitor to reopen the container's log file (after rotation). */
+  reopenLog(id: string): Promise<void>;
+  /** Tell the monitor the terminal size changed. */
+  resize(id: string, width: number, height: number): Promise<void>;
   /** Subscribe to exits as the monitor records them. */
   onExit(listener: ExitListener): void;
   close(): void;

@@ -41,6 +41,12 @@ const PAUSE_EXIT_TIMEOUT_MS = 10_000;
 /** The pod's shared memory, as Docker and containerd size it. */
 const SHM_OPTIONS = 'nosuid,nodev,noexec,mode=1777,size=65536k';
 
+/** The containers of pods, as StopPodSandbox and RemovePodSandbox need them. */
+export interface PodMembers {
+  stopAllIn(sandboxId: string, log: Logger): Promise<void>;
+  removeAllIn(sandboxId: string, log: Logger): Promise<void>;
+}
+
 export interface SandboxServiceDeps {
   config: Config;
   network: NetworkManager;
@@ -63,6 +69,7 @@ export class SandboxService {
   readonly sandboxes = new IdIndex<Sandbox>('sandbox');
   /** One operation at a time per sandbox: a Stop racing a Remove must not interleave steps. */
   private readonly locks = new KeyedMutex();
+  private members: PodMembers = { stopAllIn: async () => undefined, removeAllIn: async () => undefined };
 
   constructor(private readonly deps: SandboxServiceDeps) {
     this.store = new RecordStore(path.join(deps.config.root, 'sandboxes'), 'sandbox.json', SANDBOX_RECORD_VERSION);
@@ -110,6 +117,16 @@ export class SandboxService {
 
   get(idOrPrefix: string): Sandbox {
     return this.sandboxes.get(idOrPrefix);
+  }
+
+  /** Let Stop and Remove reach the pod's containers (set once the container service exists). */
+  setMembers(members: PodMembers): void {
+    this.members = members;
+  }
+
+  /** The directory of the sandbox's record and shared files (hosts, resolv.conf, hostname). */
+  dirOf(id: string): string {
+    return this.store.dirOf(id);
   }
 
   async run(config: cri.PodSandboxConfig | null, runtimeHandler: string, baseLog: Logger): Promise<string> {
@@ -244,6 +261,7 @@ export class SandboxService {
 
   private async stopLocked(sandbox: Sandbox, log: Logger): Promise<void> {
     const { record } = sandbox;
+    await this.members.stopAllIn(record.id, log);
     // `stopped` is written only after every step below succeeded: nothing is left to do.
     if (record.phase === 'stopped') return;
     // The netns stays pinned while pause dies, so CNI DEL need not wait for it.
@@ -265,6 +283,7 @@ export class SandboxService {
       const sandbox = this.sandboxes.find(id);
       if (!sandbox) return; // removed by a call that held the lock before us
       await this.stopLocked(sandbox, log);
+      await this.members.removeAllIn(id, log);
       await this.deps.runtime.delete(id);
       await this.forget(sandbox.record);
       log.info('sandbox removed');
@@ -291,6 +310,10 @@ export class SandboxService {
     await this.store.remove(record.id);
     this.sandboxes.delete(record.id);
     this.names.release(record.name, record.id);
+  }
+
+  criStatus(sandbox: Sandbox): wire.PodSandboxStatus {
+    return statusOf(sandbox);
   }
 
   async status(idOrPrefix: string, verbose: boolean): Promise<wire.PodSandboxStatusResponse> {
@@ -398,7 +421,7 @@ function networkOf(setUp: SetUpResult): SandboxNetwork {
   };
 }
 
-function statusOf(sandbox: Sandbox): wire.PodSandboxStatus {
+export function statusOf(sandbox: Sandbox): wire.PodSandboxStatus {
   const { record } = sandbox;
   return {
     id: record.id,

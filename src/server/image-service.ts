@@ -1,14 +1,20 @@
 import type { ImageServiceHandlers } from '../api/generated/runtime/v1/ImageService.js';
-import { unimplemented, unimplementedStream } from './wrap.js';
+import type { ImageService } from '../image/service.js';
+import { unary, unimplementedStream, type WrapOptions } from './wrap.js';
 
-/** The ImageService handlers. */
-export function imageServiceHandlers(): ImageServiceHandlers {
+/** The ImageService handlers: unpack the request, call the image service. */
+export function imageServiceHandlers(images: ImageService, options: WrapOptions): ImageServiceHandlers {
   return {
-    ListImages: unimplemented('ListImages'),
+    PullImage: unary('PullImage', options, async (req, ctx) => ({
+      image_ref: await images.pull(req.image, req.auth, ctx.log),
+    })),
+    ListImages: unary('ListImages', options, async (req) => ({ images: images.list(req.filter) })),
     StreamImages: unimplementedStream('StreamImages'),
-    ImageStatus: unimplemented('ImageStatus'),
-    PullImage: unimplemented('PullImage'),
-    RemoveImage: unimplemented('RemoveImage'),
-    ImageFsInfo: unimplemented('ImageFsInfo'),
+    ImageStatus: unary('ImageStatus', options, async (req) => images.status(req.image, req.verbose)),
+    RemoveImage: unary('RemoveImage', options, async (req, ctx) => {
+      await images.remove(req.image, ctx.log);
+      return {};
+    }),
+    ImageFsInfo: unary('ImageFsInfo', options, () => images.fsInfo()),
   };
 }

@@ -1,11 +1,17 @@
 import type { RuntimeServiceHandlers } from '../api/generated/runtime/v1/RuntimeService.js';
+import type { ContainerEvents } from '../container/events.js';
+import type { ContainerService } from '../container/service.js';
+import type { StatsService } from '../container/stats.js';
 import type { RuntimeInfoService } from '../info/service.js';
 import type { SandboxService } from '../sandbox/service.js';
-import { unary, unimplemented, unimplementedStream, type WrapOptions } from './wrap.js';
+import { eventStream, unary, unimplemented, unimplementedStream, type WrapOptions } from './wrap.js';
 
 export interface RuntimeServices {
   info: RuntimeInfoService;
   sandboxes: SandboxService;
+  containers: ContainerService;
+  stats: StatsService;
+  events: ContainerEvents;
 }
 
 /**
@@ -13,7 +19,7 @@ export interface RuntimeServices {
  * RPCs not served yet answer UNIMPLEMENTED at once.
  */
 export function runtimeServiceHandlers(services: RuntimeServices, options: WrapOptions): RuntimeServiceHandlers {
-  const { info, sandboxes } = services;
+  const { info, sandboxes, containers, stats, events } = services;
   return {
     Version: unary('Version', options, async () => info.version()),
     Status: unary('Status', options, async (req) => info.status(req.verbose)),
@@ -36,27 +42,44 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
     StreamPodSandboxes: unimplementedStream('StreamPodSandboxes'),
     UpdatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
 
-    CreateContainer: unimplemented('CreateContainer'),
-    StartContainer: unimplemented('StartContainer'),
-    StopContainer: unimplemented('StopContainer'),
-    RemoveContainer: unimplemented('RemoveContainer'),
-    ListContainers: unimplemented('ListContainers'),
+    CreateContainer: unary('CreateContainer', options, async (req, ctx) => ({
+      container_id: await containers.create(req, ctx.log),
+    })),
+    StartContainer: unary('StartContainer', options, async (req, ctx) => {
+      await containers.start(req.container_id, ctx.log);
+      return {};
+    }),
+    StopContainer: unary('StopContainer', options, async (req, ctx) => {
+      await containers.stop(req.container_id, Number(req.timeout), ctx.log);
+      return {};
+    }),
+    RemoveContainer: unary('RemoveContainer', options, async (req, ctx) => {
+      await containers.remove(req.container_id, ctx.log);
+      return {};
+    }),
+    ListContainers: unary('ListContainers', options, async (req) => ({ containers: containers.list(req.filter) })),
     StreamContainers: unimplementedStream('StreamContainers'),
-    ContainerStatus: unimplemented('ContainerStatus'),
-    UpdateContainerResources: unimplemented('UpdateContainerResources'),
-    ReopenContainerLog: unimplemented('ReopenContainerLog'),
-    ExecSync: unimplemented('ExecSync'),
+    ContainerStatus: unary('ContainerStatus', options, (req) => containers.status(req.container_id, req.verbose)),
+    UpdateContainerResources: unary('UpdateContainerResources', options, async (req, ctx) => {
+      await containers.updateResources(req.container_id, req.linux, ctx.log);
+      return {};
+    }),
+    ReopenContainerLog: unary('ReopenContainerLog', options, async (req) => {
+      await containers.reopenLog(req.container_id);
+      return {};
+    }),
+    ExecSync: unary('ExecSync', options, (req) => containers.execSync(req.container_id, req.cmd, Number(req.timeout))),
     Exec: unimplemented('Exec'),
     Attach: unimplemented('Attach'),
     PortForward: unimplemented('PortForward'),
-    ContainerStats: unimplemented('ContainerStats'),
-    ListContainerStats: unimplemented('ListContainerStats'),
+    ContainerStats: unary('ContainerStats', options, async (req) => ({ stats: await stats.containerStats(req.container_id) })),
+    ListContainerStats: unary('ListContainerStats', options, async (req) => ({ stats: await stats.listContainerStats(req.filter) })),
     StreamContainerStats: unimplementedStream('StreamContainerStats'),
-    PodSandboxStats: unimplemented('PodSandboxStats'),
-    ListPodSandboxStats: unimplemented('ListPodSandboxStats'),
+    PodSandboxStats: unary('PodSandboxStats', options, async (req) => ({ stats: await stats.podStats(req.pod_sandbox_id) })),
+    ListPodSandboxStats: unary('ListPodSandboxStats', options, async (req) => ({ stats: await stats.listPodStats(req.filter) })),
     StreamPodSandboxStats: unimplementedStream('StreamPodSandboxStats'),
     CheckpointContainer: unimplemented('CheckpointContainer'),
-    GetContainerEvents: unimplementedStream('GetContainerEvents'),
+    GetContainerEvents: eventStream('GetContainerEvents', options, (listener) => events.subscribe(listener)),
     ListMetricDescriptors: unimplemented('ListMetricDescriptors'),
     ListPodSandboxMetrics: unimplemented('ListPodSandboxMetrics'),
     StreamPodSandboxMetrics: unimplementedStream('StreamPodSandboxMetrics'),

@@ -70,5 +70,36 @@ function idsOf(message: unknown): Record<string, string> {
   const m = message as Record<string, unknown>;
   if (typeof m.pod_sandbox_id === 'string' && m.pod_sandbox_id) ids.podSandboxId = m.pod_sandbox_id;
   if (typeof m.container_id === 'string' && m.container_id) ids.containerId = m.container_id;
+  const image = (m.image as { image?: unknown } | null | undefined)?.image;
+  if (typeof image === 'string' && image) ids.image = image;
   return ids;
+}
+
+/**
+ * A server stream fed by a subscription: every event after the call starts is written, in
+ * order, until the client goes away.
+ */
+export function eventStream<Req, Event>(
+  method: string,
+  options: WrapOptions,
+  subscribe: (listener: (event: Event) => void) => () => void,
+): grpc.handleServerStreamingCall<Req, Event> {
+  return (call) => {
+    const log = options.log.child({ rpc: method });
+    if (!options.isReady()) {
+      call.emit('error', toServiceError(new UnavailableError('tscri is starting: state recovery has not finished')));
+      return;
+    }
+    log.info('subscribed');
+    const unsubscribe = subscribe((event) => call.write(event));
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      log.info('unsubscribed');
+    };
+    call.once('cancelled', end);
+    call.once('close', end);
+  };
 }

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { run } from './run.js';
 
@@ -30,4 +31,33 @@ export async function unmountAll(target: string): Promise<void> {
     }
     await run('umount', ['-l', target]);
   }
+}
+
+export interface OverlayOptions {
+  /** Layer directories, lowest first (the order of an image's layers). */
+  lowerDirs: string[];
+  /** Writable layer and overlay's work dir; both absent for a read-only mount. */
+  upperDir?: string;
+  workDir?: string;
+  target: string;
+}
+
+/**
+ * Mount an overlay. The kernel caps mount options at one page, which 64-hex layer paths fill
+ * after about forty layers, so when every lower dir shares a parent the mount runs there and
+ * names them relative to it.
+ */
+export async function mountOverlay(options: OverlayOptions): Promise<void> {
+  const { lowerDirs, upperDir, workDir, target } = options;
+  if (lowerDirs.length === 0) throw new Error('an overlay needs at least one lower directory');
+  const parents = new Set(lowerDirs.map((dir) => path.dirname(dir)));
+  const cwd = parents.size === 1 ? [...parents][0]! : undefined;
+  const lower = [...lowerDirs]
+    .reverse()
+    .map((dir) => (cwd ? path.basename(dir) : dir))
+    .join(':');
+  const opts = [`lowerdir=${lower}`];
+  if (upperDir && workDir) opts.push(`upperdir=${upperDir}`, `workdir=${workDir}`);
+  await fs.mkdir(target, { recursive: true });
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', opts.join(','), target], cwd ? { cwd } : {});
 }

@@ -8,6 +8,8 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv;
   /** SIGKILL the child after this long. */
   timeoutMs?: number;
+  /** Working directory of the child. */
+  cwd?: string;
 }
 
 export interface ExecResult {
@@ -31,6 +33,7 @@ export function exec(file: string, args: readonly string[], options: ExecOptions
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       env: options.env ?? process.env,
+      cwd: options.cwd,
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const stdout: Buffer[] = [];

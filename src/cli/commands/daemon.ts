@@ -27,6 +27,10 @@ export function daemonCommand(): Command {
       ]);
       const config = withOverrides(await loadConfig(opts.config), opts);
       const log = createLogger(config.logLevel);
+      // A bug in one request must not take every pod's management down with it: log loudly.
+      process.on('unhandledRejection', (reason) => {
+        log.error({ err: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled rejection (a tscri bug)');
+      });
       let daemon;
       try {
         daemon = await startDaemon(config, log);

@@ -1,0 +1,521 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type * as cri from '../api/cri.js';
+import type * as wire from '../api/wire.js';
+import type { Config } from '../config/config.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, DeadlineExceededError, messageOf } from '../errors.js';
+import type { ImageService } from '../image/service.js';
+import type { ImageRecord } from '../image/store/images.js';
+import { containerCapabilities } from '../oci/capabilities.js';
+import { hostDevices, prepareDevices } from '../oci/devices.js';
+import type { ContainerExit, OciRuntime } from '../oci/runtime.js';
+import { resolveSeccomp } from '../oci/seccomp.js';
+import { allCapabilities } from '../oci/capabilities.js';
+import { resolveUser } from '../oci/user.js';
+import { sandboxFilesIn } from '../sandbox/files.js';
+import type { SandboxService } from '../sandbox/service.js';
+import { criStateOf as sandboxStateOf, type Sandbox } from '../sandbox/sandbox.js';
+import { IdIndex } from '../store/id-index.js';
+import { NameRegistry } from '../store/names.js';
+import { RecordStore } from '../store/records.js';
+import { newId } from '../util/ids.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
+import { mountOverlay, unmountAll } from '../util/mount.js';
+import { nanosFromDate, nowNanos } from '../util/time.js';
+import { UndoStack } from '../util/undo.js';
+import {
+  CONTAINER_RECORD_VERSION,
+  containerNameOf,
+  criStateOf,
+  exitReason,
+  type ContainerRecord,
+} from './container.js';
+import { ContainerEvents, type ContainerEventType } from './events.js';
+import { prepareMounts } from './mounts.js';
+import { ociResources } from './resources.js';
+import { containerSpec, type PodContext } from './spec.js';
+
+/** kubelet caps ExecSync output at 16 MiB per stream; so do we. */
+const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
+/** After SIGKILL, how long to wait for the exit to be recorded. */
+const KILL_WAIT_MS = 10_000;
+
+export interface ContainerServiceDeps {
+  config: Config;
+  runtime: OciRuntime;
+  images: ImageService;
+  sandboxes: SandboxService;
+  events: ContainerEvents;
+  ownOomScoreAdj: number;
+  log: Logger;
+}
+
+/**
+ * Containers in pods: CreateContainer as undoable steps (name, record, rootfs overlay, spec,
+ * runc create under conmon), the lifecycle around it, and status for kubelet.
+ */
+export class ContainerService {
+  private readonly store: RecordStore<ContainerRecord>;
+  private readonly names = new NameRegistry('container');
+  readonly containers = new IdIndex<ContainerRecord>('container');
+  private readonly locks = new KeyedMutex();
+
+  constructor(private readonly deps: ContainerServiceDeps) {
+    this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION);
+    deps.runtime.onExit((id, exit) => void this.recordExit(id, exit));
+  }
+
+  private dirOf(id: string): string {
+    return this.store.dirOf(id);
+  }
+
+  private rootfsOf(id: string): string {
+    return path.join(this.dirOf(id), 'rootfs');
+  }
+
+  /**
+   * Rebuild from records. A container whose exit conmon recorded while the daemon was down
+   * gets it now; one with neither a process nor an exit file (a reboot) is marked exited
+   * with reason Unknown.
+   */
+  async recover(): Promise<void> {
+    const records = await this.store.loadAll(this.deps.log);
+    for (const record of records) {
+      this.containers.set(record.id, record);
+      this.names.reserve(record.name, record.id);
+      this.deps.images.retainLayers(record.id, record.image.layers);
+    }
+    await Promise.all(records.map((record) => this.reconcile(record)));
+    this.deps.log.info({ containers: records.length }, 'containers recovered');
+  }
+
+  private async reconcile(record: ContainerRecord): Promise<void> {
+    if (record.exit || record.phase === 'creating') return;
+    const exit = await this.deps.runtime.exitOf(record.id);
+    if (exit) return this.recordExit(record.id, exit);
+    const state = await this.deps.runtime.state(record.id).catch(() => undefined);
+    if (!state || state.status === 'stopped') {
+      await this.recordExit(record.id, { exitCode: 255, exitedAt: new Date(), oomKilled: false }, 'Unknown');
+    }
+  }
+
+  get(idOrPrefix: string): ContainerRecord {
+    return this.containers.get(idOrPrefix);
+  }
+
+  inSandbox(sandboxId: string): ContainerRecord[] {
+    return this.containers.values().filter((c) => c.sandboxId === sandboxId);
+  }
+
+  async create(request: cri.CreateContainerRequest, baseLog: Logger): Promise<string> {
+    const config = request.config;
+    if (!config?.metadata?.name) throw new InvalidArgumentError('container config must have metadata.name');
+    if (!config.image?.image) throw new InvalidArgumentError('container config must name an image');
+    const sandbox = this.deps.sandboxes.get(request.pod_sandbox_id);
+    if (sandboxStateOf(sandbox) !== 'SANDBOX_READY') {
+      throw new FailedPreconditionError(`sandbox ${sandbox.record.id} is not ready`);
+    }
+    const image = this.deps.images.get(config.image.image);
+    const id = newId();
+    const log = baseLog.child({ containerId: id, podSandboxId: sandbox.record.id });
+    return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, log));
+  }
+
+  private async createLocked(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, log: Logger): Promise<string> {
+    const undo = new UndoStack();
+    const record = this.newRecord(id, config, sandbox, image);
+    try {
+      this.names.reserve(record.name, id);
+      undo.push('release name', async () => this.names.release(record.name, id));
+      await this.store.save(record);
+      this.containers.set(id, record);
+      this.deps.images.retainLayers(id, record.image.layers);
+      undo.push('remove record', () => this.forget(record, log));
+
+      const rootfs = this.rootfsOf(id);
+      undo.push('unmount rootfs', () => unmountAll(rootfs));
+      await this.mountRootfs(id, image);
+
+      if (record.logPath) await fs.mkdir(path.dirname(record.logPath), { recursive: true });
+      const spec = await this.buildSpec(id, config, sandbox, image, rootfs);
+      undo.push('delete container', () => this.deps.runtime.delete(id));
+      const { pid } = await this.deps.runtime.create({
+        id,
+        spec,
+        io: { logPath: record.logPath || undefined, terminal: config.tty, stdin: config.stdin, stdinOnce: config.stdin_once },
+        log,
+      });
+      record.pid = pid;
+      record.phase = 'created';
+      await this.store.save(record);
+      undo.commit();
+      log.info({ name: config.metadata?.name, image: image.id }, 'container created');
+      this.emit(record, 'CONTAINER_CREATED_EVENT');
+      return id;
+    } catch (err) {
+      log.error({ err: messageOf(err) }, 'CreateContainer failed; undoing');
+      await undo.unwind(log);
+      throw err;
+    }
+  }
+
+  private newRecord(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord): ContainerRecord {
+    const logDir = sandbox.record.config.log_directory;
+    const stopSignal = signalName(config.stop_signal, image.config.config?.StopSignal);
+    const pidMode = config.linux?.security_context?.namespace_options?.pid ?? sandbox.record.namespaces.pid;
+    return {
+      version: CONTAINER_RECORD_VERSION,
+      id,
+      sandboxId: sandbox.record.id,
+      name: containerNameOf(config.metadata!, sandbox.record.config.metadata!),
+      config: storableConfig(config),
+      image: {
+        requested: config.image!.image,
+        id: image.id,
+        name: image.repoTags[0] ?? image.repoDigests[0] ?? image.id,
+        layers: image.layers.map((l) => l.diffId),
+      },
+      phase: 'creating',
+      createdAt: nowNanos(),
+      logPath: logDir && config.log_path ? path.join(logDir, config.log_path) : '',
+      resources: config.linux?.resources ?? null,
+      stopSignal,
+      ownPidNamespace: pidMode === 'CONTAINER',
+    };
+  }
+
+  private async mountRootfs(id: string, image: ImageRecord): Promise<void> {
+    const dir = this.dirOf(id);
+    await Promise.all(['upper', 'work'].map((d) => fs.mkdir(path.join(dir, d), { recursive: true, mode: 0o755 })));
+    await mountOverlay({
+      lowerDirs: this.deps.images.layerDirs(image),
+      upperDir: path.join(dir, 'upper'),
+      workDir: path.join(dir, 'work'),
+      target: this.rootfsOf(id),
+    });
+  }
+
+  /** Resolve everything the spec needs from the host and the rootfs, then assemble it. */
+  private async buildSpec(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, rootfs: string) {
+    const security = config.linux?.security_context;
+    const privileged = security?.privileged ?? false;
+    if (privileged && !sandbox.record.config.linux?.security_context?.privileged) {
+      throw new InvalidArgumentError('a privileged container needs a privileged sandbox');
+    }
+    const capabilities = privileged
+      ? allCapabilities()
+      : containerCapabilities({ add: security?.capabilities?.add_capabilities ?? [], drop: security?.capabilities?.drop_capabilities ?? [] });
+    const [user, devices, mounts, seccomp] = await Promise.all([
+      this.resolveContainerUser(config, image, rootfs),
+      privileged ? hostDevices() : prepareDevices(config.devices),
+      prepareMounts(config.mounts),
+      resolveSeccomp({
+        seccomp: security?.seccomp ?? null,
+        seccompProfilePath: security?.seccomp_profile_path ?? '',
+        privileged,
+        capabilities,
+      }),
+    ]);
+    const pod = this.podContext(sandbox);
+    const targetId = config.linux?.security_context?.namespace_options?.target_id;
+    const targetPid = targetId ? this.get(targetId).pid : undefined;
+    return containerSpec({
+      containerId: id,
+      config,
+      pod,
+      image: { ref: image.repoTags[0] ?? image.id, config: image.config },
+      rootfs,
+      user,
+      capabilities,
+      seccomp,
+      devices,
+      mounts,
+      targetPid,
+      ownOomScoreAdj: this.deps.ownOomScoreAdj,
+      cgroupDriver: this.deps.config.cgroupDriver,
+    });
+  }
+
+  /**
+   * RunAsUser (with RunAsGroup) or RunAsUsername, else the image's User; groups from the
+   * image's /etc/group, then SupplementalGroups (unless the policy is Strict).
+   */
+  private async resolveContainerUser(config: cri.ContainerConfig, image: ImageRecord, rootfs: string) {
+    const security = config.linux?.security_context;
+    const extra = (security?.supplemental_groups ?? []).map(Number);
+    let spec = image.config.config?.User ?? '';
+    if (security?.run_as_user) spec = String(security.run_as_user.value);
+    else if (security?.run_as_username) spec = security.run_as_username;
+    if (security?.run_as_group) {
+      if (!security.run_as_user && !security.run_as_username) {
+        throw new InvalidArgumentError('run_as_group needs run_as_user or run_as_username');
+      }
+      spec = `${spec.split(':')[0]}:${security.run_as_group.value}`;
+    }
+    const user = await resolveUser(rootfs, spec, extra);
+    if (security?.supplemental_groups_policy === 'Strict') {
+      user.additionalGids = extra.filter((g) => g !== user.gid);
+    }
+    return user;
+  }
+
+  private podContext(sandbox: Sandbox): PodContext {
+    const { record } = sandbox;
+    if (!record.pausePid) throw new FailedPreconditionError(`sandbox ${record.id} has no running pause container`);
+    return {
+      sandboxId: record.id,
+      config: record.config,
+      namespaces: record.namespaces,
+      netnsPath: record.netnsPath,
+      pausePid: record.pausePid,
+      shmPath: record.shmPath,
+      files: sandboxFilesIn(this.deps.sandboxes.dirOf(record.id)),
+      hostname: record.hostname,
+      cgroupParent: record.cgroupParent,
+    };
+  }
+
+  async start(idOrPrefix: string, log: Logger): Promise<void> {
+    const id = this.get(idOrPrefix).id;
+    await this.locks.run(id, async () => {
+      const record = this.get(id);
+      const state = criStateOf(record);
+      if (state !== 'CONTAINER_CREATED') throw new FailedPreconditionError(`container ${id} is ${stateWord(state)}, not created`);
+      const startedAt = nowNanos();
+      await this.deps.runtime.start(id);
+      record.startedAt = startedAt;
+      await this.store.save(record);
+      log.info('container started');
+      this.emit(record, 'CONTAINER_STARTED_EVENT');
+    });
+  }
+
+  /**
+   * Send the stop signal, wait up to `timeoutSeconds`, then SIGKILL. Processes of a container
+   * sharing the pod's pid namespace are killed as a group, since ending its first process
+   * would not end them.
+   */
+  async stop(idOrPrefix: string, timeoutSeconds: number, log: Logger): Promise<void> {
+    const id = this.get(idOrPrefix).id;
+    await this.locks.run(id, () => this.stopLocked(this.get(id), timeoutSeconds, log));
+  }
+
+  private async stopLocked(record: ContainerRecord, timeoutSeconds: number, log: Logger): Promise<void> {
+    if (record.exit) return;
+    const all = !record.ownPidNamespace;
+    if (timeoutSeconds > 0 && record.startedAt) {
+      const signalled = await this.deps.runtime.kill(record.id, record.stopSignal, all);
+      if (signalled && (await this.waitForExit(record, timeoutSeconds * 1000))) {
+        log.info({ signal: record.stopSignal }, 'container stopped');
+        return;
+      }
+    }
+    const signalled = await this.deps.runtime.kill(record.id, 'SIGKILL', true);
+    if (signalled && (await this.waitForExit(record, KILL_WAIT_MS))) {
+      log.info('container killed');
+      return;
+    }
+    // Never started, or already gone without a recorded exit: what runc says is the truth.
+    const state = await this.deps.runtime.state(record.id);
+    if (!state || state.status === 'stopped' || state.status === 'created') {
+      await this.recordExit(record.id, (await this.deps.runtime.exitOf(record.id)) ?? { exitCode: 137, exitedAt: new Date(), oomKilled: false });
+      return;
+    }
+    throw new DeadlineExceededError(`container ${record.id} did not exit after SIGKILL`);
+  }
+
+  private async waitForExit(record: ContainerRecord, ms: number): Promise<boolean> {
+    const exit = await this.deps.runtime.waitExit(record.id, ms);
+    if (exit) await this.recordExit(record.id, exit);
+    return exit !== undefined;
+  }
+
+  /** Remove a container in any state; an unknown id is success. */
+  async remove(idOrPrefix: string, log: Logger): Promise<void> {
+    const id = this.containers.find(idOrPrefix)?.id;
+    if (!id) {
+      log.info('container already removed');
+      return;
+    }
+    await this.locks.run(id, async () => {
+      const record = this.containers.find(id);
+      if (!record) return;
+      await this.stopLocked(record, 0, log);
+      await this.deps.runtime.delete(id);
+      await unmountAll(this.rootfsOf(id));
+      await this.forget(record, log);
+      log.info('container removed');
+      this.emit(record, 'CONTAINER_DELETED_EVENT');
+    });
+  }
+
+  private async forget(record: ContainerRecord, log: Logger): Promise<void> {
+    await this.store.remove(record.id);
+    this.containers.delete(record.id);
+    this.names.release(record.name, record.id);
+    await this.deps.images.releaseLayers(record.id, log);
+  }
+
+  /** Record an exit reported by conmon (or deduced); idempotent. */
+  private async recordExit(id: string, exit: ContainerExit, reason?: 'Unknown'): Promise<void> {
+    const record = this.containers.find(id);
+    if (!record || record.id !== id || record.exit) return;
+    record.exit = {
+      exitCode: exit.exitCode,
+      finishedAt: nanosFromDate(exit.exitedAt),
+      reason: reason ?? exitReason(exit.exitCode, exit.oomKilled),
+      message: reason === 'Unknown' ? 'the container was gone when tscri looked for it' : '',
+    };
+    await this.store.save(record).catch((err: unknown) => this.deps.log.error({ containerId: id, err: messageOf(err) }, 'cannot save exit'));
+    this.deps.log.info({ containerId: id, exitCode: exit.exitCode, reason: record.exit.reason }, 'container exited');
+    this.emit(record, 'CONTAINER_STOPPED_EVENT');
+  }
+
+  /** Stop every container of a sandbox (StopPodSandbox). */
+  async stopAllIn(sandboxId: string, log: Logger): Promise<void> {
+    await Promise.all(this.inSandbox(sandboxId).map((c) => this.locks.run(c.id, () => this.stopLocked(c, 0, log.child({ containerId: c.id })))));
+  }
+
+  /** Remove every container of a sandbox (RemovePodSandbox). */
+  async removeAllIn(sandboxId: string, log: Logger): Promise<void> {
+    await Promise.all(this.inSandbox(sandboxId).map((c) => this.remove(c.id, log.child({ containerId: c.id }))));
+  }
+
+  status(idOrPrefix: string, verbose: boolean): Promise<wire.ContainerStatusResponse> {
+    const record = this.get(idOrPrefix);
+    return this.statusOf(record, verbose);
+  }
+
+  async statusOf(record: ContainerRecord, verbose: boolean): Promise<wire.ContainerStatusResponse> {
+    const response: wire.ContainerStatusResponse = { status: this.criStatus(record) };
+    if (verbose) {
+      response.info = {
+        info: JSON.stringify({
+          sandboxID: record.sandboxId,
+          pid: record.pid,
+          phase: record.phase,
+          image: record.image,
+          rootfs: this.rootfsOf(record.id),
+          runtimeSpec: await this.deps.runtime.specOf(record.id),
+        }),
+      };
+    }
+    return response;
+  }
+
+  criStatus(record: ContainerRecord): wire.ContainerStatus {
+    return {
+      id: record.id,
+      metadata: record.config.metadata,
+      state: criStateOf(record),
+      created_at: record.createdAt,
+      started_at: record.startedAt ?? '0',
+      finished_at: record.exit?.finishedAt ?? '0',
+      exit_code: record.exit?.exitCode ?? 0,
+      image: { image: record.image.name, annotations: record.config.image?.annotations ?? {} },
+      image_ref: record.image.id,
+      image_id: record.image.id,
+      reason: record.exit?.reason ?? '',
+      message: record.exit?.message ?? '',
+      labels: record.config.labels,
+      annotations: record.config.annotations,
+      mounts: record.config.mounts,
+      log_path: record.logPath,
+      resources: record.resources ? { linux: record.resources } : null,
+    };
+  }
+
+  list(filter: cri.ContainerFilter | null): wire.Container[] {
+    let records = this.containers.values();
+    if (filter?.id) {
+      const match = this.containers.find(filter.id);
+      records = match ? [match] : [];
+    }
+    if (filter?.pod_sandbox_id) {
+      const sandbox = this.deps.sandboxes.sandboxes.find(filter.pod_sandbox_id);
+      records = records.filter((r) => r.sandboxId === sandbox?.record.id);
+    }
+    if (filter?.state) records = records.filter((r) => criStateOf(r) === filter.state!.state);
+    const selector = Object.entries(filter?.label_selector ?? {});
+    records = records.filter((r) => selector.every(([k, v]) => r.config.labels[k] === v));
+    return records.map((r) => ({
+      id: r.id,
+      pod_sandbox_id: r.sandboxId,
+      metadata: r.config.metadata,
+      image: { image: r.image.name, annotations: {} },
+      image_ref: r.image.id,
+      image_id: r.image.id,
+      state: criStateOf(r),
+      created_at: r.createdAt,
+      labels: r.config.labels,
+      annotations: r.config.annotations,
+    }));
+  }
+
+  async updateResources(idOrPrefix: string, resources: cri.LinuxContainerResources | null, log: Logger): Promise<void> {
+    const record = this.get(idOrPrefix);
+    if (!resources) return;
+    await this.locks.run(record.id, async () => {
+      if (criStateOf(record) === 'CONTAINER_EXITED') throw new FailedPreconditionError(`container ${record.id} has exited`);
+      await this.deps.runtime.update(record.id, ociResources(resources));
+      record.resources = resources;
+      await this.store.save(record);
+      log.info('container resources updated');
+    });
+  }
+
+  async reopenLog(idOrPrefix: string): Promise<void> {
+    const record = this.get(idOrPrefix);
+    if (criStateOf(record) !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${record.id} is not running`);
+    await this.deps.runtime.reopenLog(record.id);
+  }
+
+  /** ExecSync: run a command to completion; a timeout kills it and is DeadlineExceeded. */
+  async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<wire.ExecSyncResponse> {
+    const record = this.get(idOrPrefix);
+    if (cmd.length === 0) throw new InvalidArgumentError('exec needs a command');
+    if (criStateOf(record) !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${record.id} is not running`);
+    const spec = await this.deps.runtime.specOf(record.id);
+    if (!spec) throw new NotFoundError(`container ${record.id} has no bundle`);
+    const outcome = await this.deps.runtime.exec(
+      record.id,
+      { ...spec.process, args: cmd, terminal: false },
+      { maxOutputBytes: EXEC_OUTPUT_LIMIT, ...(timeoutSeconds > 0 ? { timeoutMs: timeoutSeconds * 1000 } : {}) },
+    );
+    if (outcome.timedOut) throw new DeadlineExceededError(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds}s`);
+    return { stdout: outcome.stdout, stderr: outcome.stderr, exit_code: outcome.exitCode };
+  }
+
+  private emit(record: ContainerRecord, type: ContainerEventType): void {
+    const sandbox = this.deps.sandboxes.sandboxes.find(record.sandboxId);
+    this.deps.events.emit({
+      container_id: record.id,
+      container_event_type: type,
+      created_at: nowNanos(),
+      pod_sandbox_status: sandbox ? this.deps.sandboxes.criStatus(sandbox) : null,
+      containers_statuses: this.inSandbox(record.sandboxId).map((c) => this.criStatus(c)),
+    });
+  }
+}
+
+/** CRI's Signal enum names are signal names; RUNTIME_DEFAULT means the image's, or SIGTERM. */
+function signalName(requested: string, imageStopSignal: string | undefined): string {
+  if (requested && requested !== 'RUNTIME_DEFAULT') return requested;
+  const image = (imageStopSignal ?? '').trim().toUpperCase();
+  if (!image) return 'SIGTERM';
+  if (/^\d+$/.test(image)) return image;
+  return image.startsWith('SIG') ? image : `SIG${image}`;
+}
+
+function stateWord(state: string): string {
+  return state.replace('CONTAINER_', '').toLowerCase();
+}
+
+/** The config with env values as text, so the record is plain JSON. */
+function storableConfig(config: cri.ContainerConfig): cri.ContainerConfig {
+  return {
+    ...config,
+    envs: config.envs.map((kv) => ({ key: kv.key, value: (Buffer.isBuffer(kv.value) ? kv.value.toString('utf8') : String(kv.value)) as unknown as Buffer })),
+  };
+}

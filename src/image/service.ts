@@ -1,0 +1,330 @@
+import { promises as fs } from 'node:fs';
+import type { Logger } from 'pino';
+import type * as cri from '../api/cri.js';
+import type * as wire from '../api/wire.js';
+import type { Config } from '../config/config.js';
+import { InvalidArgumentError, NotFoundError, messageOf } from '../errors.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
+import { nanosFromDate, nowNanos } from '../util/time.js';
+import { PullProgress, type PullProgressSnapshot } from './progress.js';
+import { pullContent } from './pull.js';
+import { digestReference, formatReference, isImageId, parseReference, tagReference, type ImageReference } from './reference.js';
+import { credentialsFrom } from './registry/auth.js';
+import { RegistrySession, endpointsFor } from './registry/client.js';
+import { BlobStore } from './store/blobs.js';
+import { IMAGE_RECORD_VERSION, ImageRecords, type ImageRecord } from './store/images.js';
+import { StoreLayout } from './store/layout.js';
+import { LayerStore } from './store/layers.js';
+
+/** An id prefix must be this long before it is tried as an id rather than as a name. */
+const MIN_ID_PREFIX = 12;
+
+/**
+ * ImageService: pulls through mirrors into the store, finds images by id, tag or digest,
+ * removes them (and whatever content no image or container uses any more).
+ */
+export class ImageService {
+  readonly layout: StoreLayout;
+  private readonly records: ImageRecords;
+  private readonly blobs: BlobStore;
+  readonly layers: LayerStore;
+  private readonly mutex = new KeyedMutex();
+  private readonly pulls = new Map<string, { promise: Promise<ImageRecord>; progress: PullProgress; touched: Set<string> }>();
+  /** Layers something still stands on (a container's rootfs, the pause rootfs), by owner. */
+  private readonly retained = new Map<string, string[]>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {
+    this.layout = new StoreLayout(config.root);
+    this.records = new ImageRecords(this.layout, log);
+    this.blobs = new BlobStore(this.layout);
+    this.layers = new LayerStore(this.layout, log);
+  }
+
+  /** Load the records; whatever a crash left in tmp/ is half-made and goes. */
+  async open(): Promise<void> {
+    await fs.rm(this.layout.tmpDir, { recursive: true, force: true });
+    await fs.mkdir(this.layout.tmpDir, { recursive: true, mode: 0o700 });
+    await this.records.load();
+    this.log.info({ images: this.records.all().length }, 'images loaded');
+  }
+
+  /**
+   * Keep an image's layers on disk for `owner` (a container, the shared pause rootfs) even if
+   * the image itself is removed. Owners re-register after a daemon restart.
+   */
+  retainLayers(owner: string, diffIds: string[]): void {
+    this.retained.set(owner, [...diffIds]);
+  }
+
+  /** Mark an image pinned, so kubelet's image garbage collection leaves it alone. */
+  async pin(id: string): Promise<void> {
+    await this.mutex.run('records', async () => {
+      const record = this.records.get(id);
+      if (record && !record.pinned) await this.records.save({ ...record, pinned: true });
+    });
+  }
+
+  /** Drop `owner`'s hold; its layers go at the next collection if nothing else keeps them. */
+  async releaseLayers(owner: string, log: Logger): Promise<void> {
+    if (this.retained.delete(owner)) await this.collectGarbage(log);
+  }
+
+  /** PullImage: returns the image id (config digest). Concurrent pulls of one reference share the work. */
+  async pull(image: cri.ImageSpec | null, auth: cri.AuthConfig | null, log: Logger): Promise<string> {
+    if (!image?.image) throw new InvalidArgumentError('image reference is required');
+    const ref = parseReference(image.image);
+    const key = formatReference(ref);
+    const running = this.pulls.get(key);
+    if (running) return (await running.promise).id;
+    const progress = new PullProgress(key, log);
+    const touched = new Set<string>();
+    const promise = this.pullNew(ref, auth, progress, touched, log.child({ image: key }));
+    this.pulls.set(key, { promise, progress, touched });
+    try {
+      return (await promise).id;
+    } finally {
+      this.pulls.delete(key);
+    }
+  }
+
+  private async pullNew(ref: ImageReference, auth: cri.AuthConfig | null, progress: PullProgress, touched: Set<string>, log: Logger): Promise<ImageRecord> {
+    const session = new RegistrySession(ref, endpointsFor(ref.domain, this.config.registry.mirrors), credentialsFrom(auth), log);
+    try {
+      const pulled = await pullContent({
+        ref,
+        session,
+        blobs: this.blobs,
+        layers: this.layers,
+        progress,
+        knownLayerStats: (diffId) => this.layerStats(diffId),
+        touch: (d) => touched.add(d),
+        log,
+      });
+      const record = await this.mutex.run('records', () => this.recordPull(ref, pulled));
+      const done = progress.finish();
+      log.info({ id: record.id, from: session.endpoint?.url, ...done }, 'image pulled');
+      return record;
+    } catch (err) {
+      progress.finish();
+      log.warn({ err: messageOf(err) }, 'pull failed; removing what it fetched');
+      touched.clear();
+      await this.collectGarbage(log).catch((gcErr: unknown) => log.error({ err: messageOf(gcErr) }, 'garbage collection failed'));
+      throw err;
+    }
+  }
+
+  /** Write the image's record, and move its tag away from the image that had it. */
+  private async recordPull(ref: ImageReference, pulled: Awaited<ReturnType<typeof pullContent>>): Promise<ImageRecord> {
+    const tag = tagReference(ref);
+    const repoDigest = digestReference(ref, pulled.topDigest);
+    const existing = this.records.get(pulled.configDigest);
+    if (tag) {
+      const previous = this.records.byTag(tag);
+      if (previous && previous.id !== pulled.configDigest) {
+        await this.records.save({ ...previous, repoTags: previous.repoTags.filter((t) => t !== tag) });
+      }
+    }
+    const record: ImageRecord = {
+      version: IMAGE_RECORD_VERSION,
+      id: pulled.configDigest,
+      repoTags: union(existing?.repoTags, tag ? [tag] : []),
+      repoDigests: union(existing?.repoDigests, [repoDigest]),
+      size: pulled.size,
+      manifestDigests: union(existing?.manifestDigests, pulled.manifestDigests),
+      config: pulled.config,
+      layers: pulled.layers,
+      pinned: existing?.pinned ?? false,
+      pulledAt: Date.now(),
+    };
+    await this.records.save(record);
+    return record;
+  }
+
+  private layerStats(diffId: string): { bytes: number; inodes: number } | undefined {
+    for (const record of this.records.all()) {
+      const layer = record.layers.find((l) => l.diffId === diffId);
+      if (layer) return { bytes: layer.bytes, inodes: layer.inodes };
+    }
+    return undefined;
+  }
+
+  /**
+   * The image a client means by `text`: an id (full, or a prefix of at least 12 hex digits),
+   * `name@digest`, or `name[:tag]`.
+   */
+  resolve(text: string): ImageRecord | undefined {
+    const trimmed = text.trim();
+    if (isImageId(trimmed)) return this.records.get(trimmed.startsWith('sha256:') ? trimmed : `sha256:${trimmed}`);
+    if (/^(sha256:)?[a-f0-9]+$/.test(trimmed) && trimmed.replace(/^sha256:/, '').length >= MIN_ID_PREFIX) {
+      const matches = this.records.byIdPrefix(trimmed);
+      if (matches.length === 1) return matches[0];
+    }
+    let ref: ImageReference;
+    try {
+      ref = parseReference(trimmed);
+    } catch (err) {
+      if (trimmed.startsWith('sha256:')) return undefined;
+      throw err;
+    }
+    if (ref.digest) return this.records.byRepoDigest(digestReference(ref, ref.digest));
+    return this.records.byTag(tagReference(ref)!);
+  }
+
+  /** The image for `text`, or NotFound. */
+  get(text: string): ImageRecord {
+    const record = this.resolve(text);
+    if (!record) throw new NotFoundError(`image "${text}" not found`);
+    return record;
+  }
+
+  list(filter: cri.ImageFilter | null): wire.Image[] {
+    const wanted = filter?.image?.image;
+    const records = wanted ? [this.resolve(wanted)].filter((r): r is ImageRecord => r !== undefined) : this.records.all();
+    return records.map(toCriImage);
+  }
+
+  /** ImageStatus: a missing image is an empty answer, not an error; verbose adds the config and any pull in progress. */
+  status(image: cri.ImageSpec | null, verbose: boolean): wire.ImageStatusResponse {
+    if (!image?.image) throw new InvalidArgumentError('image reference is required');
+    const record = this.resolve(image.image);
+    const response: wire.ImageStatusResponse = { image: record ? toCriImage(record) : null };
+    if (verbose) {
+      const info: Record<string, string> = {};
+      if (record) {
+        info.info = JSON.stringify({
+          imageSpec: record.config,
+          manifestDigests: record.manifestDigests,
+          layers: record.layers,
+          pulledAt: nanosFromDate(new Date(record.pulledAt)),
+        });
+      }
+      const progress = this.progressOf(image.image);
+      if (progress) info.pullProgress = JSON.stringify(progress);
+      response.info = info;
+    }
+    return response;
+  }
+
+  /** A pull of `text` in progress, if any. */
+  progressOf(text: string): PullProgressSnapshot | undefined {
+    let key: string;
+    try {
+      key = formatReference(parseReference(text));
+    } catch {
+      return undefined;
+    }
+    return this.pulls.get(key)?.progress.snapshot();
+  }
+
+  /**
+   * RemoveImage. By id or digest: the image goes with all its names. By tag: only that tag
+   * goes, and the image with it once no tag is left. Unknown images are not an error.
+   */
+  async remove(image: cri.ImageSpec | null, log: Logger): Promise<void> {
+    if (!image?.image) throw new InvalidArgumentError('image reference is required');
+    const text = image.image;
+    await this.mutex.run('records', async () => {
+      const record = this.resolve(text);
+      if (!record) {
+        log.info({ image: text }, 'image already removed');
+        return;
+      }
+      const byTag = !isImageId(text) && !text.includes('@') && !/^(sha256:)?[a-f0-9]{12,}$/.test(text);
+      if (byTag) {
+        const tag = tagReference(parseReference(text))!;
+        const repoTags = record.repoTags.filter((t) => t !== tag);
+        if (repoTags.length > 0) {
+          await this.records.save({ ...record, repoTags });
+          log.info({ image: record.id, tag }, 'tag removed; image kept for its other tags');
+          return;
+        }
+      }
+      await this.records.delete(record.id);
+      log.info({ image: record.id }, 'image removed');
+    });
+    await this.collectGarbage(log);
+  }
+
+  /**
+   * Delete layers and blobs no image record references, no container uses and no running
+   * pull has touched. Runs under the records lock so it sees a settled set of records.
+   */
+  async collectGarbage(log: Logger): Promise<void> {
+    await this.mutex.run('records', async () => {
+      const keep = new Set<string>([...this.retained.values()].flat());
+      for (const pull of this.pulls.values()) for (const d of pull.touched) keep.add(d);
+      for (const record of this.records.all()) {
+        keep.add(record.id);
+        for (const d of record.manifestDigests) keep.add(d);
+        for (const layer of record.layers) keep.add(layer.diffId);
+      }
+      const [layerDirs, blobFiles] = await Promise.all([readdirOrEmpty(this.layout.layersDir), readdirOrEmpty(this.layout.blobsDir)]);
+      const layers = layerDirs.map((hex) => `sha256:${hex}`).filter((d) => !keep.has(d));
+      const blobs = blobFiles.map((hex) => `sha256:${hex}`).filter((d) => !keep.has(d));
+      for (const diffId of layers) await this.layers.remove(diffId);
+      for (const digest of blobs) await this.blobs.remove(digest);
+      if (layers.length + blobs.length > 0) log.info({ layers: layers.length, blobs: blobs.length }, 'unused image content removed');
+    });
+  }
+
+  /** ImageFsInfo: what the image store holds, unpacked layers counted once. */
+  async fsInfo(): Promise<wire.ImageFsInfoResponse> {
+    const counted = new Set<string>();
+    let bytes = 0;
+    let inodes = 0;
+    for (const record of this.records.all()) {
+      for (const layer of record.layers) {
+        if (counted.has(layer.diffId)) continue;
+        counted.add(layer.diffId);
+        bytes += layer.bytes;
+        inodes += layer.inodes;
+      }
+    }
+    const blobs = await this.blobs.usage();
+    const usage: wire.FilesystemUsage = {
+      timestamp: nowNanos(),
+      fs_id: { mountpoint: this.layout.base },
+      used_bytes: { value: bytes + blobs.bytes },
+      inodes_used: { value: inodes + blobs.inodes },
+    };
+    return { image_filesystems: [usage], container_filesystems: [] };
+  }
+
+  /** The unpacked layer directories of an image, lowest first. */
+  layerDirs(record: ImageRecord): string[] {
+    return record.layers.map((l) => this.layout.layer(l.diffId));
+  }
+}
+
+/** The CRI view of an image record. */
+export function toCriImage(record: ImageRecord): wire.Image {
+  const user = record.config.config?.User ?? '';
+  const userPart = user.split(':')[0] ?? '';
+  const image: wire.Image = {
+    id: record.id,
+    repo_tags: record.repoTags,
+    repo_digests: record.repoDigests,
+    size: record.size,
+    spec: { image: record.id, annotations: {} },
+    pinned: record.pinned,
+  };
+  if (/^\d+$/.test(userPart)) image.uid = { value: Number(userPart) };
+  else if (userPart) image.username = userPart;
+  return image;
+}
+
+function union(a: string[] | undefined, b: string[]): string[] {
+  return [...new Set([...(a ?? []), ...b])];
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return (await fs.readdir(dir)).filter((name) => /^[a-f0-9]{64}$/.test(name));
+  } catch {
+    return [];
+  }
+}
+

@@ -1,0 +1,121 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import type { Logger } from 'pino';
+import { UnimplementedError, errnoCode } from '../../errors.js';
+import { newId } from '../../util/ids.js';
+import { compressionOf, type Descriptor } from '../registry/manifest.js';
+import { VerifyingStream } from '../registry/verify.js';
+import type { StoreLayout } from './layout.js';
+import { unpackLayer } from './unpack.js';
+import type { UnpackStats } from './unpack-types.js';
+
+/** One layer of an image as a pull sees it. */
+export interface LayerSource {
+  /** The compressed blob in the manifest. */
+  descriptor: Descriptor;
+  /** Digest of the uncompressed tar, from the image config. */
+  diffId: string;
+  /** Open the blob's byte stream (from the registry). */
+  open: () => Promise<Readable>;
+}
+
+/**
+ * Unpacked layers, one directory each, named by diff_id, so a layer shared by several images
+ * is fetched and unpacked once. Concurrent pulls of one layer share the same work.
+ */
+export class LayerStore {
+  private readonly inflight = new Map<string, Promise<UnpackStats>>();
+
+  constructor(
+    private readonly layout: StoreLayout,
+    private readonly log: Logger,
+  ) {}
+
+  async has(diffId: string): Promise<boolean> {
+    try {
+      await fs.access(this.layout.layer(diffId));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Make sure the layer is unpacked. Resolves with its stats when this call (or one it joined)
+   * unpacked it, or undefined when it was already there.
+   */
+  async ensure(source: LayerSource, onBytes: (n: number) => void, signal?: AbortSignal): Promise<UnpackStats | undefined> {
+    const running = this.inflight.get(source.diffId);
+    if (running) return running;
+    if (await this.has(source.diffId)) return undefined;
+    const work = this.unpack(source, onBytes, signal).finally(() => this.inflight.delete(source.diffId));
+    this.inflight.set(source.diffId, work);
+    return work;
+  }
+
+  /**
+   * One pass from the network to disk: the blob is checked against its digest and size, then
+   * decompressed and checked against the diff_id, while the unpacker writes a temporary
+   * directory. Only when every check passed is the directory renamed into place; on any
+   * failure it is deleted, so a layer that exists is always complete and verified.
+   */
+  private async unpack(source: LayerSource, onBytes: (n: number) => void, signal?: AbortSignal): Promise<UnpackStats> {
+    const { descriptor, diffId } = source;
+    const compression = compressionOf(descriptor.mediaType);
+    if (compression === 'zstd') throw new UnimplementedError(`zstd layers are not supported yet (${descriptor.digest})`);
+    const target = path.join(this.layout.tmpDir, `layer-${newId().slice(0, 16)}`);
+    await fs.mkdir(target, { recursive: true, mode: 0o755 });
+    const abort = new AbortController();
+    const onOuterAbort = (): void => abort.abort(signal?.reason);
+    signal?.addEventListener('abort', onOuterAbort, { once: true });
+    try {
+      const blob = await source.open();
+      const tar = new PassThrough({ highWaterMark: 1 << 20 });
+      const stages: NodeJS.ReadWriteStream[] = [new VerifyingStream(descriptor.digest, descriptor.size, onBytes)];
+      if (compression === 'gzip') stages.push(createGunzip());
+      stages.push(new VerifyingStream(diffId, undefined));
+      const transfer = pipeline([blob, ...stages, tar], { signal: abort.signal });
+      const unpacked = unpackLayer(tar, { target, signal: abort.signal });
+      // Whichever side fails first stops the other, and both are awaited before cleanup.
+      transfer.catch((err: unknown) => abort.abort(err));
+      unpacked.catch((err: unknown) => abort.abort(err));
+      const [, stats] = await Promise.all([transfer, unpacked]);
+      await this.publish(target, diffId);
+      this.log.debug({ diffId, bytes: stats.bytes, inodes: stats.inodes }, 'layer unpacked');
+      return stats;
+    } catch (err) {
+      abort.abort(err);
+      await fs.rm(target, { recursive: true, force: true });
+      throw abort.signal.reason instanceof Error ? abort.signal.reason : err;
+    } finally {
+      signal?.removeEventListener('abort', onOuterAbort);
+    }
+  }
+
+  private async publish(tmp: string, diffId: string): Promise<void> {
+    await fs.mkdir(this.layout.layersDir, { recursive: true, mode: 0o700 });
+    try {
+      await fs.rename(tmp, this.layout.layer(diffId));
+    } catch (err) {
+      // Another daemon process can't race us, but a layer left by an earlier crash can: it
+      // was complete (renames are atomic), so keep it.
+      if (errnoCode(err) !== 'ENOTEMPTY' && errnoCode(err) !== 'EEXIST') throw err;
+      await fs.rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  async remove(diffId: string): Promise<void> {
+    const dir = this.layout.layer(diffId);
+    const trash = path.join(this.layout.tmpDir, `removing-${newId().slice(0, 16)}`);
+    try {
+      await fs.rename(dir, trash);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return;
+      throw err;
+    }
+    await fs.rm(trash, { recursive: true, force: true });
+  }
+}
