@@ -56,7 +56,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const images = new ImageService(config, log);
   await images.open();
 
-  const sandboxImage = await sandboxImageResolver(config, images, log);
+  const { resolve: sandboxImage, close: closeSandboxImage } = await sandboxImageResolver(config, images, log);
   const oomFloor = await ownOomScoreAdj();
   const sandboxes = new SandboxService({ config, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, log });
   const events = new ContainerEvents();
@@ -88,6 +88,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await server.close(5000);
       network.close();
       runtime.close();
+      await closeSandboxImage();
       log.info('tscri stopped; pods keep running');
     },
   };
@@ -104,13 +105,17 @@ async function requireExecutable(name: string, what: string): Promise<string> {
 }
 
 /** The built-in pause image unless the config names one, which is then pulled on first use. */
-async function sandboxImageResolver(config: Config, images: ImageService, log: Logger): Promise<() => Promise<SandboxImage>> {
+async function sandboxImageResolver(
+  config: Config,
+  images: ImageService,
+  log: Logger,
+): Promise<{ resolve: () => Promise<SandboxImage>; close: () => Promise<void> }> {
   if (config.sandboxImage === '') {
     const builtin = await prepareBuiltinPause(config.root);
-    return async () => builtin;
+    return { resolve: async () => builtin, close: async () => undefined };
   }
   const fromRegistry = new RegistrySandboxImage(config.sandboxImage, images, config.state, log);
-  return () => fromRegistry.get();
+  return { resolve: () => fromRegistry.get(), close: () => fromRegistry.close() };
 }
 
 /** The daemon's oom_score_adj; containers cannot be given a lower one. */

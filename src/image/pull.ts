@@ -76,9 +76,13 @@ export async function pullContent(ctx: PullContext): Promise<PulledImage> {
   await blobs.write(manifest.config.digest, configBytes);
 
   const descriptors = manifest.layers;
-  const layers = await mapLimited(descriptors, LAYER_CONCURRENCY, async (descriptor, i) => {
+  // One failed layer stops the others, and every layer has settled before the error goes up,
+  // so the caller's cleanup never races a layer that is still being written.
+  const stop = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+  const layers = await mapLimited(descriptors, LAYER_CONCURRENCY, stop, async (descriptor, i) => {
     const diffId = diffIds[i]!;
-    const stats = await fetchLayer(ctx, descriptor, diffId);
+    const stats = await fetchLayer({ ...ctx, signal }, descriptor, diffId);
     return { diffId, digest: descriptor.digest, size: descriptor.size, mediaType: descriptor.mediaType, ...stats };
   });
   return {
@@ -108,16 +112,26 @@ async function fetchLayer(
   return stats ?? ctx.knownLayerStats(diffId) ?? { bytes: 0, inodes: 0 };
 }
 
-/** Map with at most `limit` calls in flight, keeping the order of results. */
-async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+/**
+ * Map with at most `limit` calls in flight, keeping the order of results. The first failure
+ * aborts `stop`, no new call starts, and the failure is thrown once every call has settled.
+ */
+async function mapLimited<T, R>(items: T[], limit: number, stop: AbortController, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && !failure) {
       const index = next++;
-      results[index] = await fn(items[index]!, index);
+      try {
+        results[index] = await fn(items[index]!, index);
+      } catch (error) {
+        failure ??= { error };
+        stop.abort(error);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
   return results;
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { FailedPreconditionError } from '../errors.js';
 import { resolveUser } from '../oci/user.js';
-import { isMountPoint, mountOverlay } from '../util/mount.js';
+import { isMountPoint, mountOverlay, unmountAll } from '../util/mount.js';
 import type { SandboxImage } from './builtin-pause.js';
 import type { ImageService } from './service.js';
 import type { ImageRecord } from './store/images.js';
@@ -34,6 +34,16 @@ export class RegistrySandboxImage {
       image.catch(() => (this.prepared = undefined));
     }
     return this.prepared.image;
+  }
+
+  /**
+   * Unmount the shared rootfs when the daemon stops: running pause containers keep their own
+   * view of it in their mount namespaces, and the next daemon mounts it again on demand.
+   */
+  async close(): Promise<void> {
+    for (const entry of await fs.readdir(path.join(this.stateDir, 'pause')).catch(() => [] as string[])) {
+      await unmountAll(path.join(this.stateDir, 'pause', entry, 'rootfs'));
+    }
   }
 
   private async pull(): Promise<ImageRecord> {

@@ -1,14 +1,26 @@
 /**
- * Before any end-to-end test: they need root and the runtime's host dependencies, and they
- * run the built daemon, so build it unless TSCRI_SKIP_BUILD=1 says it is fresh.
+ * Before any end-to-end test: they need root and the runtime's host dependencies, they run
+ * the built daemon (built here unless TSCRI_SKIP_BUILD=1 says it is fresh), and they pull
+ * from a local registry holding the test images (started here, stopped at the end).
  */
 import { constants, promises as fs } from 'node:fs';
 import { execa } from 'execa';
 import { REPO } from './harness.js';
+import { LOCAL_REGISTRY } from './images.js';
 
-const REQUIRED = ['/usr/sbin/runc', '/usr/bin/conmon', '/usr/bin/catatonit', '/usr/lib/cni/bridge', '/usr/lib/cni/host-local', '/usr/lib/cni/portmap'];
+const REQUIRED = [
+  '/usr/sbin/runc',
+  '/usr/bin/conmon',
+  '/usr/bin/catatonit',
+  '/usr/bin/busybox',
+  '/usr/bin/docker-registry',
+  '/usr/bin/setfattr',
+  '/usr/lib/cni/bridge',
+  '/usr/lib/cni/host-local',
+  '/usr/lib/cni/portmap',
+];
 
-export default async function setup(): Promise<void> {
+export default async function setup(): Promise<() => Promise<void>> {
   if (process.getuid?.() !== 0) throw new Error('end-to-end tests need root (they create netns, bridges and containers)');
   for (const file of REQUIRED) {
     try {
@@ -20,4 +32,12 @@ export default async function setup(): Promise<void> {
   if (process.env.TSCRI_SKIP_BUILD !== '1') {
     await execa('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' });
   }
+  const registry = await execa(`${REPO}/hack/registry.sh`, ['start'], { cwd: REPO });
+  const startedHere = registry.stdout.includes('started');
+  // @ts-expect-error: a plain ESM script without type declarations
+  const { pushTestImages } = (await import('../../hack/test-images.mjs')) as { pushTestImages: (r: string) => Promise<Record<string, string>> };
+  await pushTestImages(LOCAL_REGISTRY);
+  return async () => {
+    if (startedHere) await execa(`${REPO}/hack/registry.sh`, ['stop'], { cwd: REPO });
+  };
 }

@@ -120,6 +120,15 @@ export class TestDaemon {
     return call(this.clients.runtime, method, request, timeoutMs);
   }
 
+  /** Run a unary ImageService call. */
+  images<K extends keyof CriClients['image'] & string>(
+    method: K,
+    request: Parameters<typeof call<CriClients['image'], K>>[2],
+    timeoutMs = 120_000,
+  ) {
+    return call(this.clients.image, method, request, timeoutMs);
+  }
+
   /** Every invocation the recording CNI plugin saw. */
   async cniRecords(): Promise<CniRecord[]> {
     try {
@@ -202,13 +211,14 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
       `state = "${dirs.state}"`,
       `log_level = "debug"`,
       `default_cgroup_parent = "/tscri-e2e"`,
+      // Top-level keys of the caller first, then any tables it adds, then ours.
+      options.extraToml ?? '',
       `[cni]`,
       `conf_dir = "${dirs.confDir}"`,
       `bin_dirs = ["${dirs.binDir}", "${CNI_BIN_DIR}"]`,
       options.defaultNetwork
         ? `default_bridge = "${plan.bridge}"\ndefault_subnet = "${plan.subnet}"\ndefault_network_name = "${plan.networkName}-default"`
         : `default_network = false`,
-      options.extraToml ?? '',
     ].join('\n') + '\n',
   );
   const daemon = new TestDaemon(dirs, plan, socket, configFile);
