@@ -1,120 +1,172 @@
 #!/usr/bin/env node
 // The images tscri's end-to-end tests pull, built only from Debian binaries (busybox-static,
-// catatonit) and pushed to a local registry under tscri-test/<name>:<tag>.
+// catatonit) and pushed to a local registry as tscri-test/<name>:<tag>.
 //
 //   node hack/test-images.mjs [--registry 127.0.0.1:5000]
 //
-// Building is deterministic, so digests are the same on every run and a push of an unchanged
-// image only checks that its blobs are there.
+// Building is deterministic (hack/lib/images.mjs), so digests are the same on every run and
+// pushing again skips every tag that already points at the same manifest.
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { image, index, layer, push } from './lib/oci.mjs';
+import { fileURLToPath } from 'node:url';
+import { image, index, layer, push } from './lib/images.mjs';
 
 export const REPOSITORY_PREFIX = 'tscri-test';
 const BUSYBOX = '/usr/bin/busybox';
 const CATATONIT = '/usr/bin/catatonit';
 const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const PAUSE_CONFIG = { Entrypoint: ['/pause', '-P'], User: '65535:65535' };
+const BUSYBOX_CONFIG = { Env: [PATH_ENV], Cmd: ['sh'] };
 
-const PASSWD = [
-  'root:x:0:0:root:/root:/bin/sh',
-  'daemon:x:1:1:daemon:/usr/sbin:/bin/sh',
-  'www-data:x:33:33:www-data:/var/www:/bin/sh',
-  'user1000:x:1000:1000:user1000:/home/user1000:/bin/sh',
-  'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh',
-  '',
-].join('\n');
+// Users and groups the container tests resolve: by name, with a supplementary group.
+const PASSWD = `root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+user1000:x:1000:1000:user1000:/home/user1000:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+`;
+const GROUP = `root:x:0:
+daemon:x:1:
+www-data:x:33:
+group1000:x:1000:
+extra:x:50000:user1000
+nogroup:x:65534:
+`;
 
-const GROUP = ['root:x:0:', 'daemon:x:1:', 'www-data:x:33:', 'group1000:x:1000:', 'extra:x:50000:user1000', 'nogroup:x:65534:', ''].join('\n');
+const dirs = (...paths) => paths.map((path) => ({ path, type: 'dir' }));
 
-/** A busybox userland: every applet a hard link to /bin/busybox, plus users and groups. */
-function busyboxEntries(extra = []) {
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+/** A busybox userland like the upstream image: each applet a hard link to /bin/busybox. */
+function busyboxEntries() {
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((name) => name && name !== 'busybox');
   return [
-    ...['bin', 'dev', 'etc', 'home', 'home/user1000', 'proc', 'root', 'sys', 'usr', 'usr/bin', 'var', 'var/www'].map((path) => ({ path, type: 'dir' })),
+    ...dirs('bin', 'dev', 'etc', 'home', 'proc', 'sys', 'usr', 'usr/bin', 'usr/sbin', 'var', 'var/www'),
+    { path: 'home/user1000', type: 'dir', uid: 1000, gid: 1000 },
+    { path: 'root', type: 'dir', mode: 0o700 },
     { path: 'tmp', type: 'dir', mode: 0o1777 },
     { path: 'bin/busybox', type: 'file', source: BUSYBOX, mode: 0o755 },
-    ...applets.map((name) => ({ path: `bin/${name}`, type: 'link', linkname: 'bin/busybox' })),
+    ...applets.map((name) => ({ path: `bin/${name}`, type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 })),
     { path: 'etc/passwd', type: 'file', content: PASSWD },
     { path: 'etc/group', type: 'file', content: GROUP },
-    ...extra,
   ];
 }
 
-const pauseEntries = () => [{ path: 'pause', type: 'file', source: CATATONIT, mode: 0o755 }];
+const pauseEntry = { path: 'pause', type: 'file', source: CATATONIT, mode: 0o755 };
 
-/** The catalogue: name → tag → what to push. Built lazily, once. */
-export async function buildTestImages() {
-  const busyboxLayer = await layer(busyboxEntries());
-  const busyboxConfig = { Env: [PATH_ENV], Cmd: ['sh'] };
-  const busybox = image({ layers: [busyboxLayer], config: busyboxConfig });
-  const busyboxDocker = image({ layers: [await layer(busyboxEntries(), 'docker')], config: busyboxConfig, format: 'docker' });
+const platformLayer = (platform) => layer([...dirs('etc'), { path: 'etc/platform', type: 'file', content: `${platform}\n` }]);
 
-  const platformFile = (platform) => layer([{ path: 'etc', type: 'dir' }, { path: 'etc/platform', type: 'file', content: `${platform}\n` }]);
-  const multiarchImages = async (format) => {
-    const amd64 = image({ layers: [busyboxLayer, await platformFile('linux/amd64')], config: busyboxConfig, format });
-    const arm64 = image({ layers: [await platformFile('linux/arm64')], config: busyboxConfig, platform: { os: 'linux', architecture: 'arm64' }, format });
-    const armv7 = image({ layers: [await platformFile('linux/arm/v7')], config: busyboxConfig, platform: { os: 'linux', architecture: 'arm', variant: 'v7' }, format });
-    // amd64 is deliberately not first: platform selection must pick it, not the first entry.
-    return index([arm64, amd64, armv7], format);
-  };
+/** linux/amd64 → busybox plus /etc/platform; arm64 and arm/v7 → only /etc/platform. */
+async function multiarch(busyboxLayer, format) {
+  const child = async (platform, layers) =>
+    image({ layers: [...layers, await platformLayer(platform)], config: BUSYBOX_CONFIG, platform: parsePlatform(platform), format });
+  const amd64 = await child('linux/amd64', [busyboxLayer]);
+  const arm64 = await child('linux/arm64', []);
+  const armv7 = await child('linux/arm/v7', []);
+  // amd64 is deliberately not first: a puller must select it, not take the first entry.
+  return index([arm64, amd64, armv7], { format });
+}
 
-  const pause = image({ layers: [await layer(pauseEntries())], config: { Entrypoint: ['/pause', '-P'], User: '65535:65535' } });
+function parsePlatform(text) {
+  const [os, architecture, variant] = text.split('/');
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
 
-  // A pause image whose rootfs has deleted files, for tests that look inside a running container.
-  const whiteoutLower = await layer([
-    ...pauseEntries(),
-    { path: 'etc', type: 'dir' },
-    { path: 'etc/hidden', type: 'file', content: 'hidden\n' },
-    { path: 'etc/kept', type: 'file', content: 'kept\n' },
-    { path: 'dir', type: 'dir' },
-    { path: 'dir/a', type: 'file', content: 'a\n' },
-    { path: 'dir/b', type: 'file', content: 'b\n' },
-    { path: 'gone', type: 'dir' },
-    { path: 'gone/deep', type: 'dir' },
-    { path: 'gone/deep/file', type: 'file', content: 'deep\n' },
+/** A pause image whose rootfs has files deleted by whiteouts, to look at from a running pod. */
+async function whiteout() {
+  const lower = await layer([
+    pauseEntry,
+    ...dirs('etc', 'dir', 'gone', 'gone/deep'),
+    { path: 'etc/hidden', content: 'hidden\n' },
+    { path: 'etc/kept', content: 'kept\n' },
+    { path: 'dir/a', content: 'a\n' },
+    { path: 'dir/b', content: 'b\n' },
+    { path: 'gone/deep/file', content: 'deep\n' },
   ]);
-  const whiteoutUpper = await layer([
-    { path: 'etc', type: 'dir' },
+  const upper = await layer([
+    ...dirs('etc', 'dir'),
     { path: 'etc/hidden', type: 'whiteout' },
-    { path: 'dir', type: 'dir' },
     { path: 'dir', type: 'opaque' },
-    { path: 'dir/c', type: 'file', content: 'c\n' },
+    { path: 'dir/c', content: 'c\n' },
     { path: 'gone', type: 'whiteout' },
   ]);
-  const whiteout = image({ layers: [whiteoutLower, whiteoutUpper], config: { Entrypoint: ['/pause', '-P'], User: '65535:65535' } });
-
-  const withUser = (User) => image({ layers: [busyboxLayer], config: { ...busyboxConfig, User } });
-  const stopSignal = image({ layers: [busyboxLayer], config: { ...busyboxConfig, StopSignal: 'SIGUSR1' } });
-
-  return {
-    busybox: { '1.0': busybox, latest: busybox },
-    'busybox-docker': { '1.0': busyboxDocker },
-    multiarch: { '1.0': await multiarchImages('oci') },
-    'multiarch-docker': { '1.0': await multiarchImages('docker') },
-    pause: { '1.0': pause },
-    whiteout: { '1.0': whiteout },
-    user: { uid: withUser('1000'), 'uid-gid': withUser('1000:50000'), name: withUser('www-data'), 'name-group': withUser('www-data:extra') },
-    stopsignal: { '1.0': stopSignal },
-  };
+  return image({ layers: [lower, upper], config: PAUSE_CONFIG });
 }
 
-/** Push the catalogue to `registry` (host:port); returns reference → pushed top digest. */
+/**
+ * The catalogue: `name:tag` → image or index, pushed as tscri-test/<name>:<tag>. Built once
+ * per process (building busybox's layer is the only slow part, ~0.1 s).
+ */
+let catalogue;
+export function buildTestImages() {
+  catalogue ??= buildCatalogue();
+  return catalogue;
+}
+
+async function buildCatalogue() {
+  const busyboxLayer = await layer(busyboxEntries());
+  const busybox = image({ layers: [busyboxLayer], config: BUSYBOX_CONFIG });
+  const withUser = (User) => image({ layers: [busyboxLayer], config: { ...BUSYBOX_CONFIG, User } });
+  return new Map([
+    // A shell and coreutils, with users and groups (OCI format).
+    ['busybox:1.0', busybox],
+    ['busybox:latest', busybox],
+    // The same layer and config (so the same image id) behind a Docker schema 2 manifest.
+    ['busybox-docker:1.0', image({ layers: [busyboxLayer], config: BUSYBOX_CONFIG, format: 'docker' })],
+    // A sandbox (pause) image: catatonit.
+    ['pause:1.0', image({ layers: [await layer([pauseEntry])], config: PAUSE_CONFIG })],
+    ['whiteout:1.0', await whiteout()],
+    // Platform selection from an OCI index and from a Docker manifest list.
+    ['multiarch:1.0', await multiarch(busyboxLayer, 'oci')],
+    ['multiarch-docker:1.0', await multiarch(busyboxLayer, 'docker')],
+    // The image config's User in its four forms.
+    ['user:uid', withUser('1000')],
+    ['user:uid-gid', withUser('1000:50000')],
+    ['user:name', withUser('www-data')],
+    ['user:name-group', withUser('www-data:extra')],
+
+    // ---- Images for later issues go here (container lifecycle, streaming, ...). ------------
+    // Add ['name:tag', image({...})] entries; reuse busyboxLayer where a shell is enough, so
+    // the registry stores it once and pulls share it.
+  ]);
+}
+
+/** What a test needs to know about one pushed image. */
+function describeOne(registry, nameTag, item) {
+  const [name, tag] = nameTag.split(':');
+  const repository = `${REPOSITORY_PREFIX}/${name}`;
+  const info = { reference: `${registry}/${repository}:${tag}`, repository, tag, digest: item.manifest.digest, mediaType: item.manifest.mediaType };
+  if (item.kind === 'image') return { ...info, configDigest: item.config.digest, layers: item.layers.map((l) => l.digest) };
+  const manifests = item.images.map((img) => ({ platform: img.platform, digest: img.manifest.digest, configDigest: img.config.digest }));
+  // An index's image id on this machine is its linux/amd64 child's config digest.
+  const amd64 = manifests.find((m) => m.platform.architecture === 'amd64' && m.platform.os === 'linux');
+  return { ...info, configDigest: amd64?.configDigest, manifests };
+}
+
+/** `name:tag` → reference, digests and (for an index) its children, without pushing. */
+export async function describeTestImages(registry) {
+  const described = {};
+  for (const [nameTag, item] of await buildTestImages()) described[nameTag] = describeOne(registry, nameTag, item);
+  return described;
+}
+
+/**
+ * Build and push every test image to `registry` (host:port): describeTestImages' answer, each
+ * with `pushed` false when its tag already pointed at the same manifest.
+ */
 export async function pushTestImages(registry) {
-  const catalogue = await buildTestImages();
-  const pushed = {};
-  for (const [name, tags] of Object.entries(catalogue)) {
-    for (const [tag, item] of Object.entries(tags)) {
-      const repository = `${REPOSITORY_PREFIX}/${name}`;
-      pushed[`${registry}/${repository}:${tag}`] = await push(`http://${registry}`, repository, tag, item);
-    }
+  const described = await describeTestImages(registry);
+  for (const [nameTag, item] of await buildTestImages()) {
+    const { repository, tag } = described[nameTag];
+    described[nameTag].pushed = !(await push(registry, repository, tag, item)).skipped;
   }
-  return pushed;
+  return described;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({ options: { registry: { type: 'string', default: '127.0.0.1:5000' } } });
-  const started = Date.now();
-  const pushed = await pushTestImages(values.registry);
-  for (const [reference, digest] of Object.entries(pushed)) console.log(`${reference}  ${digest}`);
-  console.log(`${Object.keys(pushed).length} images in ${Date.now() - started} ms`);
+  const started = performance.now();
+  const images = await pushTestImages(values.registry);
+  for (const { reference, digest, pushed } of Object.values(images)) console.log(`${reference}  ${digest}  ${pushed ? 'pushed' : 'unchanged'}`);
+  console.log(`${Object.keys(images).length} tags in ${Math.round(performance.now() - started)} ms`);
 }

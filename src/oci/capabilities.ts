@@ -16,16 +16,23 @@ const CAPABILITY_NAMES: readonly string[] = [
 
 let known: string[] | undefined;
 
-/** Every capability this kernel has (up to /proc/sys/kernel/cap_last_cap). */
+/**
+ * Every capability a container can be given: those the kernel has that are also in the
+ * daemon's own bounding set. runc cannot grant what its caller lacks (a VM or an outer
+ * container may withhold CAP_SYS_RESOURCE, say), and asking for it fails container creation.
+ */
 export function allCapabilities(): string[] {
   if (!known) {
+    let bounding = (1n << BigInt(CAPABILITY_NAMES.length)) - 1n;
     let last = CAPABILITY_NAMES.length - 1;
     try {
       last = Math.min(last, Number.parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim(), 10));
+      const hex = /^CapBnd:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+      if (hex) bounding = BigInt(`0x${hex}`);
     } catch {
       // No procfs: assume every capability named above.
     }
-    known = CAPABILITY_NAMES.slice(0, last + 1);
+    known = CAPABILITY_NAMES.slice(0, last + 1).filter((_, bit) => (bounding >> BigInt(bit)) & 1n);
   }
   return [...known];
 }

@@ -91,7 +91,8 @@ export class ConmonRuntime implements OciRuntime {
   private async createUnderConmon(request: CreateRequest, bundle: string): Promise<{ pid: number }> {
     const { runc } = this.options;
     const args = [
-      '--api-version', '1',
+      // A flag without a value: it selects the {"data": <pid>} form of the sync message.
+      '--api-version',
       '--cid', request.id,
       '--cuuid', request.id,
       '--name', request.id,

@@ -7,6 +7,9 @@ import type { ExecOptions, ExecOutcome } from './runtime.js';
 import { exec, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
 
+/** How long runc exec gets to exit after its timed-out process was killed. */
+const RUNC_EXEC_GRACE_MS = 2000;
+
 /** runc's view of a container (`runc state`). */
 export interface RuncState {
   status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
@@ -85,17 +88,24 @@ export class Runc {
     const stdout = collect(child.stdout!, limit);
     const stderr = collect(child.stderr!, limit);
     let timedOut = false;
+    let straggler: NodeJS.Timeout | undefined;
+    // On timeout the exec'd process is killed and runc, its parent, reaps it and exits; runc is
+    // killed only if it lingers, since killing it first would orphan the process.
     const timer =
       options.timeoutMs === undefined
         ? undefined
         : setTimeout(() => {
             timedOut = true;
-            void killFromPidFile(pidFile).finally(() => child.kill('SIGKILL'));
+            void killFromPidFile(pidFile);
+            straggler = setTimeout(() => child.kill('SIGKILL'), RUNC_EXEC_GRACE_MS);
           }, options.timeoutMs);
     const exitCode = await new Promise<number>((resolve, reject) => {
       child.on('error', reject);
       child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
-    }).finally(() => clearTimeout(timer));
+    }).finally(() => {
+      clearTimeout(timer);
+      clearTimeout(straggler);
+    });
     const err = stderr();
     if (!timedOut && exitCode !== 0 && /^(time="[^"]*" )?level=error/m.test(err.toString())) {
       // runc itself failed (no such container, bad process): not the process's own exit.

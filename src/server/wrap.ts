@@ -40,7 +40,10 @@ export function unary<Req, Res>(
     const abort = new AbortController();
     call.on('cancelled', () => abort.abort(new Error('call cancelled by the client')));
     log[level]('request');
-    fn(call.request, { log, signal: abort.signal }).then(
+    // Through a promise even when `fn` throws synchronously, so every error is mapped.
+    Promise.resolve()
+      .then(() => fn(call.request, { log, signal: abort.signal }))
+      .then(
       (response) => {
         log[level]({ ms: elapsedMs(started), ...idsOf(response) }, 'done');
         callback(null, response);

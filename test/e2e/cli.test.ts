@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findExecutable } from '../../src/util/executable.js';
 import { TSCRI_BIN, podConfig, startTestDaemon, type TestDaemon } from './harness.js';
 import { exists } from './host.js';
+import { LOCAL_REGISTRY, testImage } from './images.js';
 
 describe('the tscri client against the daemon', () => {
   let daemon: TestDaemon;
@@ -67,6 +68,32 @@ describe('the tscri client against the daemon', () => {
     expect((await tscri('rmp', id)).stdout).toBe(`Removed sandbox ${id}`);
     expect(await exists(inspect.info.info.netnsPath)).toBe(false);
     expect((await tscri('pods', '-q')).stdout.trim()).toBe('');
+  });
+
+  it('pulls, lists, inspects and removes images, and reports image fs usage', async () => {
+    const ref = testImage('busybox');
+    const pull = await tscri('pull', ref);
+    expect(pull.exitCode).toBe(0);
+    const id = /Image is up to date for (sha256:[a-f0-9]{64})/.exec(pull.stdout)?.[1];
+    expect(id).toBeDefined();
+
+    const images = await tscri('images');
+    expect(images.stdout).toMatch(/IMAGE\s+TAG\s+IMAGE ID\s+SIZE/);
+    expect(images.stdout).toMatch(new RegExp(`${LOCAL_REGISTRY}/tscri-test/busybox\\s+1\\.0\\s+${id!.slice(7, 20)}\\s+\\d`));
+    expect((await tscri('images', '-q')).stdout.trim()).toBe(id);
+    expect((await tscri('images', '--digests')).stdout).toMatch(/DIGEST/);
+
+    const inspected = JSON.parse((await tscri('inspecti', ref)).stdout) as { status: { id: string }; info: { info: { imageSpec: { os: string } } } };
+    expect(inspected.status.id).toBe(id);
+    expect(inspected.info.info.imageSpec.os).toBe('linux');
+    const fsinfo = JSON.parse((await tscri('imagefsinfo')).stdout) as { status: { usedBytes: { value: string } } };
+    expect(Number(fsinfo.status.usedBytes.value)).toBeGreaterThan(1_000_000);
+
+    expect((await tscri('rmi', ref)).stdout).toBe(`Deleted: ${ref}`);
+    expect((await tscri('images', '-q')).stdout.trim()).toBe('');
+    const missing = await tscri('rmi', ref);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('no such image');
   });
 
   it('reports server errors with their message and a non-zero exit', async () => {

@@ -1,41 +1,86 @@
 /**
- * A registry in the test process, for what the real one cannot do on demand: basic auth, a
- * bearer-token service, corrupted blobs, blobs behind redirects. It serves images built with
- * hack/lib/oci.mjs and records every request.
+ * A registry inside the test process, for what the real one cannot do on demand: basic auth,
+ * a bearer-token service, corrupted blobs, blobs behind redirects, hostile layers. It speaks
+ * just enough of the Distribution API v2 to be pulled from, serves images built with
+ * hack/lib/images.mjs, and records every request so tests can assert who was asked what.
  */
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { blobsOf, manifestsOf, type Built } from '../../hack/lib/oci.mjs';
+import { blobsOf, image, layer, manifestsOf, type Blob, type Built, type BuiltImage, type LayerEntry } from '../../hack/lib/images.mjs';
+import { buildTestImages, REPOSITORY_PREFIX } from '../../hack/test-images.mjs';
 
-export type FakeAuth = { kind: 'none' } | { kind: 'basic'; username: string; password: string } | { kind: 'token'; username?: string; password?: string; service: string };
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export type FakeAuth =
+  | 'none'
+  | { basic: Credentials }
+  /** Without username, the token service hands tokens to anyone (anonymous pulls). */
+  | { token: Partial<Credentials> & { service: string } }
+  // The first form of these options (still used by images.test.ts).
+  | { kind: 'none' }
+  | ({ kind: 'basic' } & Credentials)
+  | ({ kind: 'token'; service: string } & Partial<Credentials>);
 
 export interface FakeRegistryOptions {
   auth?: FakeAuth;
-  /** Blobs served with one byte flipped. */
+  /** Blobs served with wrong bytes of the right length: only a digest check can tell. */
   corrupt?: Set<string>;
-  /** Answer blob GETs with a 307 to /blobstore/<digest> (no auth there, like a CDN). */
+  /** Answer blob GETs with a 307 to /blobstore/<digest>, which needs no auth (like a CDN). */
   redirectBlobs?: boolean;
+  /** Send each blob body in `chunks` pieces `delayMs` apart (to watch a pull in progress). */
+  slowBlobs?: { chunks: number; delayMs: number };
+  /** `repository:tag` → what to serve there (more with add()). */
+  images?: Record<string, Built>;
 }
 
 export interface RecordedRequest {
   method: string;
   path: string;
+  /** The query string without `?` (the token service's service and scope). */
+  query: string;
+  /** An Authorization header was sent. */
+  hasAuthorization: boolean;
+  /** It was accepted (always true without auth). */
   authorized: boolean;
 }
 
-const TOKEN = 'tscri-test-token';
+type Auth = { kind: 'none' } | ({ kind: 'basic' } & Credentials) | ({ kind: 'token'; service: string } & Partial<Credentials>);
+
+function normalizeAuth(auth: FakeAuth | undefined): Auth {
+  if (auth === undefined || auth === 'none') return { kind: 'none' };
+  if ('kind' in auth) return auth;
+  if ('basic' in auth) return { kind: 'basic', ...auth.basic };
+  return { kind: 'token', ...auth.token };
+}
+
+const API_PATH = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
 
 export class FakeRegistry {
   readonly requests: RecordedRequest[] = [];
-  private readonly manifests = new Map<string, { bytes: Buffer; mediaType: string; digest: string }>();
-  private readonly blobs = new Map<string, Buffer>();
+  private readonly auth: Auth;
+  /** `repository:tag` and `repository@digest` → manifest. */
+  private readonly manifests = new Map<string, Blob>();
+  /** repository → digest → bytes; /blobstore/ looks in all of them. */
+  private readonly blobs = new Map<string, Map<string, Buffer>>();
+  /** Issued bearer token → the repositories it may pull. */
+  private readonly tokens = new Map<string, Set<string>>();
   private readonly server = http.createServer((req, res) => this.handle(req, res));
 
-  constructor(private readonly options: FakeRegistryOptions = {}) {}
+  constructor(private readonly options: FakeRegistryOptions = {}) {
+    this.auth = normalizeAuth(options.auth);
+    for (const [repositoryTag, item] of Object.entries(options.images ?? {})) {
+      const colon = repositoryTag.lastIndexOf(':');
+      this.add(repositoryTag.slice(0, colon), repositoryTag.slice(colon + 1), item);
+    }
+  }
 
-  /** `127.0.0.1:<port>` once listening. */
-  get host(): string {
-    return `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  /** A registry already listening. */
+  static async start(options: FakeRegistryOptions = {}): Promise<FakeRegistry> {
+    return new FakeRegistry(options).listen();
   }
 
   async listen(): Promise<this> {
@@ -43,94 +88,179 @@ export class FakeRegistry {
     return this;
   }
 
+  /** `127.0.0.1:<port>`, the registry part of image references. */
+  get host(): string {
+    return `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  get url(): string {
+    return `http://${this.host}`;
+  }
+
   async close(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise((resolve) => this.server.close(resolve));
   }
 
-  /** Serve `item` as repository:tag (and each manifest by digest). */
-  add(repository: string, tag: string, item: Built): void {
-    for (const blob of blobsOf(item)) this.blobs.set(blob.digest, blob.bytes);
+  /** Serve `item` as repository:tag, and each of its manifests by digest. */
+  add(repository: string, tag: string, item: Built): this {
+    const blobs = this.blobs.get(repository) ?? new Map<string, Buffer>();
+    this.blobs.set(repository, blobs);
+    for (const b of blobsOf(item)) blobs.set(b.digest, b.bytes);
     for (const m of manifestsOf(item)) this.manifests.set(`${repository}@${m.digest}`, m);
     this.manifests.set(`${repository}:${tag}`, item.manifest);
+    return this;
+  }
+
+  /** Serve hack/test-images.mjs's catalogue, as the local registry does (tscri-test/<name>:<tag>). */
+  async addTestImages(): Promise<this> {
+    for (const [nameTag, item] of await buildTestImages()) {
+      const [name = '', tag = ''] = nameTag.split(':');
+      this.add(`${REPOSITORY_PREFIX}/${name}`, tag, item);
+    }
+    return this;
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const url = new URL(req.url ?? '/', `http://${this.host}`);
-    const authorized = this.isAuthorized(req.headers.authorization);
-    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, authorized });
-    if (url.pathname === '/token') return this.token(req, url, res);
-    if (url.pathname.startsWith('/blobstore/')) return this.sendBlob(url.pathname.slice('/blobstore/'.length), req, res);
-    if (!url.pathname.startsWith('/v2/')) return void res.writeHead(404).end();
-    if (!authorized) return this.challenge(url, res);
+    const url = new URL(req.url ?? '/', this.url);
+    const method = req.method ?? 'GET';
+    const [, repository, kind, reference = ''] = API_PATH.exec(url.pathname) ?? [];
+    const authorized = this.isAuthorized(req.headers.authorization, repository);
+    this.requests.push({ method, path: url.pathname, query: url.search.slice(1), hasAuthorization: req.headers.authorization !== undefined, authorized });
+
+    if (url.pathname === '/token') return this.issueToken(req, url, res);
+    if (method !== 'GET' && method !== 'HEAD') return sendError(res, 405, 'UNSUPPORTED', `${method} is not supported here`);
+    if (url.pathname.startsWith('/blobstore/')) return this.sendBlob(req, res, undefined, url.pathname.slice('/blobstore/'.length));
+    if (!url.pathname.startsWith('/v2/')) return sendError(res, 404, 'NOT_FOUND', 'not a registry path');
+    if (!authorized) return this.challenge(res, repository);
     if (url.pathname === '/v2/') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    const match = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url.pathname);
-    if (!match) return void res.writeHead(404).end();
-    const [, repository, kind, reference] = match as unknown as [string, string, string, string];
-    if (kind === 'manifests') {
-      const key = reference.includes(':') ? `${repository}@${reference}` : `${repository}:${reference}`;
-      const manifest = this.manifests.get(key);
-      if (!manifest) return notFound(res, 'MANIFEST_UNKNOWN');
-      res.writeHead(200, { 'content-type': manifest.mediaType, 'docker-content-digest': manifest.digest, 'content-length': manifest.bytes.length });
-      return void res.end(req.method === 'HEAD' ? undefined : manifest.bytes);
+
+    if (repository === undefined) return sendError(res, 404, 'NOT_FOUND', 'unknown endpoint');
+    if (kind === 'manifests') return this.sendManifest(req, res, repository, reference);
+    if (this.options.redirectBlobs && method === 'GET') {
+      return void res.writeHead(307, { location: `${this.url}/blobstore/${reference}` }).end();
     }
-    if (this.options.redirectBlobs) return void res.writeHead(307, { location: `/blobstore/${reference}` }).end();
-    this.sendBlob(reference, req, res);
+    this.sendBlob(req, res, repository, reference);
   }
 
-  private sendBlob(digest: string, req: http.IncomingMessage, res: http.ServerResponse): void {
-    const blob = this.blobs.get(digest);
-    if (!blob) return notFound(res, 'BLOB_UNKNOWN');
-    const body = this.options.corrupt?.has(digest) ? flipOneByte(blob) : blob;
+  private sendManifest(req: http.IncomingMessage, res: http.ServerResponse, repository: string, reference: string): void {
+    const key = reference.startsWith('sha256:') ? `${repository}@${reference}` : `${repository}:${reference}`;
+    const manifest = this.manifests.get(key);
+    if (!manifest) return sendError(res, 404, 'MANIFEST_UNKNOWN', `manifest unknown: ${key}`);
+    res.writeHead(200, { 'content-type': manifest.mediaType, 'content-length': manifest.size, 'docker-content-digest': manifest.digest });
+    res.end(req.method === 'HEAD' ? undefined : manifest.bytes);
+  }
+
+  /** A blob of `repository`, or (for /blobstore/) of any repository. */
+  private sendBlob(req: http.IncomingMessage, res: http.ServerResponse, repository: string | undefined, digest: string): void {
+    const stores = repository === undefined ? [...this.blobs.values()] : [this.blobs.get(repository)];
+    const bytes = stores.map((store) => store?.get(digest)).find((b) => b !== undefined);
+    if (!bytes) return sendError(res, 404, 'BLOB_UNKNOWN', `blob unknown: ${digest}`);
+    const body = this.options.corrupt?.has(digest) ? corrupted(bytes) : bytes;
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'docker-content-digest': digest });
-    res.end(req.method === 'HEAD' ? undefined : body);
+    if (req.method === 'HEAD') return void res.end();
+    if (this.options.slowBlobs) return void sendSlowly(res, body, this.options.slowBlobs);
+    res.end(body);
   }
 
-  private isAuthorized(header: string | undefined): boolean {
-    const auth = this.options.auth ?? { kind: 'none' };
-    if (auth.kind === 'none') return true;
-    if (auth.kind === 'basic') return header === basic(auth.username, auth.password);
-    return header === `Bearer ${TOKEN}`;
-  }
-
-  private challenge(url: URL, res: http.ServerResponse): void {
-    const auth = this.options.auth!;
-    const repository = /^\/v2\/(.+)\/(manifests|blobs)\//.exec(url.pathname)?.[1] ?? '';
-    const header =
-      auth.kind === 'basic'
-        ? 'Basic realm="fake"'
-        : `Bearer realm="http://${this.host}/token",service="${(auth as { service: string }).service}",scope="repository:${repository}:pull"`;
-    res.writeHead(401, { 'www-authenticate': header, 'content-type': 'application/json' });
-    res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
-  }
-
-  /** The token service: checks the credentials and the service and scope asked for. */
-  private token(req: http.IncomingMessage, url: URL, res: http.ServerResponse): void {
-    const auth = this.options.auth;
-    if (auth?.kind !== 'token') return void res.writeHead(404).end();
-    const credentialsOk = auth.username === undefined || req.headers.authorization === basic(auth.username, auth.password ?? '');
-    const scopeOk = /^repository:.+:pull$/.test(url.searchParams.get('scope') ?? '');
-    if (!credentialsOk || url.searchParams.get('service') !== auth.service || !scopeOk) {
-      return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"errors":[{"code":"DENIED"}]}');
+  private isAuthorized(header: string | undefined, repository: string | undefined): boolean {
+    switch (this.auth.kind) {
+      case 'none':
+        return true;
+      case 'basic':
+        return header === basicAuthorization(this.auth);
+      case 'token': {
+        const scopes = header?.startsWith('Bearer ') ? this.tokens.get(header.slice('Bearer '.length)) : undefined;
+        // /v2/ takes any valid token; a repository only one issued for it.
+        return scopes !== undefined && (repository === undefined || scopes.has(repository));
+      }
     }
+  }
+
+  private challenge(res: http.ServerResponse, repository: string | undefined): void {
+    const header =
+      this.auth.kind === 'token'
+        ? `Bearer realm="${this.url}/token",service="${this.auth.service}"${repository ? `,scope="repository:${repository}:pull"` : ''}`
+        : 'Basic realm="fake"';
+    res.setHeader('www-authenticate', header);
+    sendError(res, 401, 'UNAUTHORIZED', 'authentication required');
+  }
+
+  /**
+   * The token service: the configured basic credentials (none for anonymous), the right
+   * `service`, and at least one `repository:<name>:pull` scope; the token is good for those
+   * repositories only.
+   */
+  private issueToken(req: http.IncomingMessage, url: URL, res: http.ServerResponse): void {
+    if (this.auth.kind !== 'token') return sendError(res, 404, 'NOT_FOUND', 'no token service');
+    const { username, password = '', service } = this.auth;
+    if (username !== undefined && req.headers.authorization !== basicAuthorization({ username, password })) {
+      return sendError(res, 401, 'UNAUTHORIZED', 'bad credentials for the token service');
+    }
+    if (url.searchParams.get('service') !== service) return sendError(res, 400, 'DENIED', `unknown service ${url.searchParams.get('service')}`);
+    const repositories = url.searchParams
+      .getAll('scope')
+      .map((scope) => /^repository:(.+):([a-z,*]+)$/.exec(scope))
+      .filter((m) => m?.[2]?.split(',').includes('pull'))
+      .map((m) => m![1]!);
+    if (repositories.length === 0) return sendError(res, 400, 'DENIED', 'no repository:<name>:pull scope');
+    const token = randomBytes(16).toString('hex');
+    this.tokens.set(token, new Set(repositories));
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ token: TOKEN, access_token: TOKEN, expires_in: 300 }));
+    res.end(JSON.stringify({ token, access_token: token, expires_in: 300 }));
   }
 }
 
-function basic(username: string, password: string): string {
+function basicAuthorization({ username, password }: Credentials): string {
   return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
 }
 
-function notFound(res: http.ServerResponse, code: string): void {
-  res.writeHead(404, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ errors: [{ code, message: 'not found' }] }));
+function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ errors: [{ code, message }] }));
 }
 
-/** Same length, different content: only a digest check can tell. */
-function flipOneByte(bytes: Buffer): Buffer {
+async function sendSlowly(res: http.ServerResponse, body: Buffer, { chunks, delayMs }: { chunks: number; delayMs: number }): Promise<void> {
+  const size = Math.ceil(body.length / Math.max(1, chunks));
+  for (let at = 0; at < body.length && !res.destroyed; at += size) {
+    res.write(body.subarray(at, at + size));
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+  res.end();
+}
+
+/**
+ * Same length, different bytes. For gzip the change is in the header's mtime field, so the
+ * blob still decompresses to the very same tar: only the blob digest check can catch it.
+ */
+function corrupted(bytes: Buffer): Buffer {
   const copy = Buffer.from(bytes);
-  const at = Math.floor(copy.length / 2);
+  const isGzip = copy.length > 10 && copy[0] === 0x1f && copy[1] === 0x8b;
+  const at = isGzip ? 4 : Math.floor(copy.length / 2);
   copy[at] = copy[at]! ^ 0xff;
   return copy;
+}
+
+/** Layers an unpacker must refuse, each after a harmless file so it has started writing. */
+export type HostileLayer = 'dotdot' | 'symlink-parent' | 'absolute' | 'hardlink-out';
+
+/** Where on the host the symlink-parent and absolute layers would write if followed. */
+export const ESCAPE_TARGET = '/tmp/tscri-escape';
+
+const HOSTILE_ENTRIES: Record<HostileLayer, LayerEntry[]> = {
+  // Tar slip: a name that climbs out of the layer directory.
+  dotdot: [{ path: '../../escape', type: 'raw', content: 'escaped\n' }],
+  // A symlink to a host directory, then an entry under it: naive extraction writes through.
+  'symlink-parent': [
+    { path: 'link', type: 'symlink', linkname: '/tmp' },
+    { path: 'link/tscri-escape', type: 'raw', content: 'escaped\n' },
+  ],
+  absolute: [{ path: ESCAPE_TARGET, type: 'raw', content: 'escaped\n' }],
+  'hardlink-out': [{ path: 'passwd', type: 'raw', rawType: 'link', linkname: '../../../../../../../../etc/passwd' }],
+};
+
+/** A one-layer image whose layer is hostile in the given way (entries kept in order). */
+export async function hostileImage(kind: HostileLayer): Promise<BuiltImage> {
+  const entries: LayerEntry[] = [{ path: 'harmless', content: 'fine\n' }, ...HOSTILE_ENTRIES[kind]];
+  return image({ layers: [await layer(entries, { order: 'given' })], config: { Cmd: ['/harmless'] } });
 }

@@ -5,6 +5,7 @@
  */
 import { constants, promises as fs } from 'node:fs';
 import { execa } from 'execa';
+import { pushTestImages } from '../../hack/test-images.mjs';
 import { REPO } from './harness.js';
 import { LOCAL_REGISTRY } from './images.js';
 
@@ -32,12 +33,18 @@ export default async function setup(): Promise<() => Promise<void>> {
   if (process.env.TSCRI_SKIP_BUILD !== '1') {
     await execa('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' });
   }
+  // A registry that was already running (a developer's, or another run's) is reused and left
+  // running; only one started here is stopped at the end.
   const registry = await execa(`${REPO}/hack/registry.sh`, ['start'], { cwd: REPO });
-  const startedHere = registry.stdout.includes('started');
-  // @ts-expect-error: a plain ESM script without type declarations
-  const { pushTestImages } = (await import('../../hack/test-images.mjs')) as { pushTestImages: (r: string) => Promise<Record<string, string>> };
-  await pushTestImages(LOCAL_REGISTRY);
-  return async () => {
+  const startedHere = registry.stdout.startsWith('registry: started');
+  const teardown = async (): Promise<void> => {
     if (startedHere) await execa(`${REPO}/hack/registry.sh`, ['stop'], { cwd: REPO });
   };
+  try {
+    await pushTestImages(LOCAL_REGISTRY);
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+  return teardown;
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { image, index, layer, type BuiltImage } from '../../hack/lib/oci.mjs';
+import { image, index, layer, type BuiltImage } from '../../hack/lib/images.mjs';
 import { findExecutable } from '../../src/util/executable.js';
 import { FakeRegistry } from './fake-registry.js';
 import { podConfig, startTestDaemon, type TestDaemon } from './harness.js';
@@ -194,6 +194,33 @@ describe('registry authentication and hostile content', () => {
     expect(registry.requests.filter((r) => r.path.startsWith('/v2/team/') && r.authorized).length).toBeGreaterThan(0);
     // uid from the image's User.
     expect((await daemon.images('ImageStatus', { image: spec(ref), verbose: false })).image!.uid).toEqual({ value: '1234' });
+  });
+
+  it('reports a slow pull’s progress in ImageStatus and in its logs', async () => {
+    registry = await new FakeRegistry({ slowBlobs: { chunks: 25, delayMs: 120 } }).listen();
+    const noise = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7919) % 251));
+    const built = image({ layers: [await layer([{ path: 'blob', type: 'file', content: noise }])], config: { Cmd: ['/x'] } });
+    registry.add('slow/app', 'v1', built);
+    const ref = `${registry.host}/slow/app:v1`;
+    const pull = daemon.images('PullImage', { image: spec(ref) });
+    let seen: { layers: number; bytesTotal: number; bytesDone: number } | undefined;
+    while (!seen || seen.bytesDone === 0) {
+      const { info } = await daemon.images('ImageStatus', { image: spec(ref), verbose: true });
+      if (info.pullProgress) seen = JSON.parse(info.pullProgress);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(seen).toMatchObject({ layers: 1, bytesTotal: built.layers[0]!.size });
+    await pull;
+    expect((await daemon.images('ImageStatus', { image: spec(ref), verbose: true })).info.pullProgress).toBeUndefined();
+    // The config is a blob too, so early lines may precede the layer; one must report it.
+    const progress = daemon.logs
+      .split('\n')
+      .filter((l) => l.includes('"msg":"pulling"') && l.includes('slow/app'))
+      .map((l) => JSON.parse(l) as { layers: number; bytesTotal: number; bytesDone: number; bytesPerSecond: number })
+      .find((p) => p.layers === 1);
+    expect(progress).toMatchObject({ layers: 1, bytesTotal: built.layers[0]!.size });
+    expect(progress!.bytesDone).toBeGreaterThan(0);
+    expect(progress!.bytesPerSecond).toBeGreaterThan(0);
   });
 
   it('follows redirects for blobs', async () => {

@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
-import { UnimplementedError, errnoCode } from '../../errors.js';
+import { TscriError, UnimplementedError, errnoCode } from '../../errors.js';
 import { newId } from '../../util/ids.js';
 import { compressionOf, type Descriptor } from '../registry/manifest.js';
 import { VerifyingStream } from '../registry/verify.js';
@@ -79,17 +79,20 @@ export class LayerStore {
       stages.push(new VerifyingStream(diffId, undefined));
       const transfer = pipeline([blob, ...stages, tar], { signal: abort.signal });
       const unpacked = unpackLayer(tar, { target, signal: abort.signal });
-      // Whichever side fails first stops the other, and both are awaited before cleanup.
+      // Whichever side fails first stops the other; both settle before cleanup.
       transfer.catch((err: unknown) => abort.abort(err));
       unpacked.catch((err: unknown) => abort.abort(err));
-      const [, stats] = await Promise.all([transfer, unpacked]);
+      const results = await Promise.allSettled([transfer, unpacked]);
+      const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+      if (failures.length > 0) throw rootCause(failures);
+      const stats = (results[1] as PromiseFulfilledResult<UnpackStats>).value;
       await this.publish(target, diffId);
       this.log.debug({ diffId, bytes: stats.bytes, inodes: stats.inodes }, 'layer unpacked');
       return stats;
     } catch (err) {
       abort.abort(err);
       await fs.rm(target, { recursive: true, force: true });
-      throw abort.signal.reason instanceof Error ? abort.signal.reason : err;
+      throw err;
     } finally {
       signal?.removeEventListener('abort', onOuterAbort);
     }
@@ -118,4 +121,12 @@ export class LayerStore {
     }
     await fs.rm(trash, { recursive: true, force: true });
   }
+}
+
+/**
+ * Of the errors a failed unpack produced, the one that explains it: a typed error (digest
+ * mismatch, unsafe entry) rather than the "premature close" the other side saw as a result.
+ */
+function rootCause(errors: unknown[]): unknown {
+  return errors.find((e) => e instanceof TscriError) ?? errors[0];
 }
