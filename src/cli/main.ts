@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { TscriError } from '../errors.js';
 import { TSCRI_VERSION } from '../version.js';
+import { containerCommands } from './commands/container.js';
 import { daemonCommand } from './commands/daemon.js';
 import { imageCommands } from './commands/image.js';
 import { runtimeCommands } from './commands/runtime.js';
@@ -15,10 +16,12 @@ const program = new Command('tscri')
   .option('-i, --image-endpoint <endpoint>', 'image service endpoint (default: the runtime endpoint)')
   .option('-t, --timeout <duration>', 'timeout of each call, e.g. 2s, 1m', '2m')
   .showHelpAfterError()
+  // Options after a subcommand belong to it, so `exec ID sh -c …` passes -c to the command.
+  .enablePositionalOptions()
   .exitOverride();
 
 program.addCommand(daemonCommand());
-for (const command of [...runtimeCommands(), ...sandboxCommands(), ...imageCommands()]) program.addCommand(command);
+for (const command of [...runtimeCommands(), ...sandboxCommands(), ...containerCommands(), ...imageCommands()]) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

@@ -96,6 +96,55 @@ describe('the tscri client against the daemon', () => {
     expect(missing.stderr).toContain('no such image');
   });
 
+  it('runs containers: run, ps, exec, logs, stats, update, stop, inspect, rm', async () => {
+    await tscri('pull', testImage('busybox'));
+    const podFile = path.join(daemon.dirs.base, 'ctr-pod.json');
+    const logDir = path.join(daemon.dirs.base, 'pod-logs');
+    await fs.writeFile(podFile, JSON.stringify({ ...podConfig('ctr-pod'), log_directory: logDir }));
+    const ctrFile = path.join(daemon.dirs.base, 'ctr.json');
+    await fs.writeFile(
+      ctrFile,
+      JSON.stringify({
+        metadata: { name: 'web' },
+        image: { image: testImage('busybox') },
+        command: ['sh', '-c', 'echo started; i=0; while true; do i=$((i+1)); echo line $i; sleep 0.2; done'],
+        log_path: 'web.log',
+        labels: { app: 'web' },
+      }),
+    );
+    const run = await tscri('run', ctrFile, podFile);
+    expect(run.exitCode).toBe(0);
+    const id = run.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+
+    expect((await tscri('ps')).stdout).toMatch(new RegExp(`${id.slice(0, 13)}\\s+\\S+busybox:1.0\\s+.*Running\\s+web\\s+0\\s+[0-9a-f]{13}\\s+ctr-pod`));
+    expect((await tscri('ps', '-q', '--label', 'app=web')).stdout.trim()).toBe(id);
+
+    const exec = await tscri('exec', id, 'sh', '-c', 'echo out; echo err >&2; exit 4');
+    expect([exec.stdout, exec.stderr, exec.exitCode]).toEqual(['out', 'err', 4]);
+
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const logs = await tscri('logs', id);
+    expect(logs.stdout.split('\n')[0]).toBe('started');
+    expect((await tscri('logs', '--tail', '1', id)).stdout.split('\n')).toHaveLength(1);
+    expect((await tscri('logs', '-t', '--tail', '1', id)).stdout).toMatch(/^\d{4}-\d\d-\d\dT\S+ line \d+$/);
+
+    expect((await tscri('stats')).stdout).toMatch(new RegExp(`${id.slice(0, 13)}\\s+web\\s+\\d+`));
+    expect((await tscri('update', '--memory', String(96 * 1024 * 1024), id)).exitCode).toBe(0);
+    const inspected = JSON.parse((await tscri('inspect', id)).stdout) as { status: { state: string; resources: { linux: { memoryLimitInBytes: string } } } };
+    expect(inspected.status.state).toBe('CONTAINER_RUNNING');
+    expect(inspected.status.resources.linux.memoryLimitInBytes).toBe(String(96 * 1024 * 1024));
+
+    const refused = await tscri('rm', id);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain('is running');
+    expect((await tscri('stop', '-t', '2', id)).stdout).toBe(id);
+    expect((await tscri('ps', '-a', '-q', '--state', 'exited')).stdout.trim()).toBe(id);
+    expect((await tscri('rm', id)).stdout).toBe(id);
+    expect((await tscri('ps', '-a', '-q')).stdout.trim()).toBe('');
+    await tscri('rmp', '--all');
+  });
+
   it('reports server errors with their message and a non-zero exit', async () => {
     const result = await tscri('inspectp', 'f'.repeat(64));
     expect(result.exitCode).toBe(1);
@@ -124,6 +173,21 @@ describe('the tscri client against the daemon', () => {
     const inspected = JSON.parse((await run('inspectp', id)).stdout) as { status: { state: string } };
     expect(inspected.status.state).toBe('SANDBOX_READY');
     expect((await run('info')).exitCode).toBe(0);
+
+    // Containers through crictl too.
+    await run('-i', `unix://${daemon.socket}`, 'pull', testImage('busybox'));
+    const ctrFile = path.join(daemon.dirs.base, 'crictl-ctr.json');
+    await fs.writeFile(ctrFile, JSON.stringify({ metadata: { name: 'c' }, image: { image: testImage('busybox') }, command: ['sleep', '3600'] }));
+    const ctr = (await run('create', id, ctrFile, podFile)).stdout.trim();
+    expect((await run('start', ctr)).exitCode).toBe(0);
+    expect((await run('ps', '-q')).stdout.trim()).toBe(ctr);
+    expect((await run('exec', '-s', ctr, 'echo', 'hi')).stdout.trim()).toBe('hi');
+    expect(JSON.parse((await run('inspect', ctr)).stdout).status.state).toBe('CONTAINER_RUNNING');
+    expect((await run('stats', '-o', 'json')).exitCode).toBe(0);
+    expect((await run('update', '--memory', String(64 * 1024 * 1024), ctr)).exitCode).toBe(0);
+    expect((await run('stop', ctr)).exitCode).toBe(0);
+    expect((await run('rm', ctr)).exitCode).toBe(0);
+
     expect((await run('stopp', id)).exitCode).toBe(0);
     expect((await run('rmp', id)).exitCode).toBe(0);
     expect((await run('pods', '-q')).stdout.trim()).toBe('');

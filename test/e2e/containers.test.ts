@@ -362,6 +362,53 @@ describe('containers in pods', () => {
     expect(await mountsUnder(rootfs2)).toEqual([]);
   });
 
+  it('reports a container the kernel killed for memory as OOMKilled', async () => {
+    const pod = await newPod('oom');
+    const id = await run(pod, 'hog', {
+      command: ['sh', '-c', 'x=$(head -c 200000000 /dev/zero | tr "\\0" a); echo survived'],
+      linux: { resources: { memory_limit_in_bytes: 32 * 1024 * 1024 } },
+    });
+    expect(await waitState(id, 'CONTAINER_EXITED', 30_000)).toMatchObject({ reason: 'OOMKilled', exit_code: 137 });
+  });
+
+  it('gives a container the devices it asks for, and a privileged one all of them', async () => {
+    const pod = await newPod('devices', { linux: { security_context: { privileged: true } } });
+    const withDevice = await run(pod, 'device', { devices: [{ host_path: '/dev/null', container_path: '/dev/mynull', permissions: 'rwm' }] });
+    expect(await execText(withDevice, ['sh', '-c', 'echo data > /dev/mynull && echo wrote'])).toBe('wrote');
+    expect(await execText(withDevice, ['sh', '-c', 'ls /dev/mynull'])).toBe('/dev/mynull');
+
+    const privileged = await run(pod, 'privileged', { linux: { security_context: { privileged: true } } });
+    const hostDevices = (await fs.readdir('/dev')).filter((d) => d.startsWith('vd') || d === 'kmsg');
+    const seen = (await execText(privileged, ['ls', '/dev'])).split(/\s+/);
+    expect(seen).toEqual(expect.arrayContaining(hostDevices));
+    expect(await execText(privileged, ['grep', 'Seccomp:', '/proc/self/status'])).toMatch(/Seccomp:\s+0/);
+    // Masked paths are gone for privileged containers: /proc/timer_list has content again.
+    expect(Number(await execText(privileged, ['sh', '-c', 'wc -c < /proc/timer_list']))).toBeGreaterThan(0);
+
+    const plain = await newPod('unprivileged');
+    await expect(newContainer(plain, 'p', { linux: { security_context: { privileged: true } } })).rejects.toMatchObject({
+      code: grpcStatus.INVALID_ARGUMENT,
+    });
+  });
+
+  it('shares the pod’s PID namespace, or gives a container its own, the node’s or another container’s', async () => {
+    const pod = await newPod('pids');
+    const first = await run(pod, 'first', { command: ['sh', '-c', 'sleep 3600'] });
+    const shared = await run(pod, 'shared');
+    const shown = await execText(shared, ['ps', '-o', 'comm']);
+    expect(shown).toContain('pause');
+    const own = await run(pod, 'own', { linux: { security_context: { namespace_options: { pid: 'CONTAINER' } } } });
+    expect(await execText(own, ['sh', '-c', 'echo $$'])).not.toBe('1');
+    // sh -c 'sleep 3600' execs sleep, which is then PID 1 of the container's own namespace.
+    expect(await execText(own, ['cat', '/proc/1/comm'])).toBe('sleep');
+    const host = await run(pod, 'host', { linux: { security_context: { namespace_options: { pid: 'NODE' } } } });
+    expect(await execText(host, ['cat', '/proc/1/cmdline'])).not.toContain('pause');
+    const target = await run(pod, 'target', { linux: { security_context: { namespace_options: { pid: 'TARGET', target_id: own } } } });
+    expect(await execText(target, ['cat', '/proc/1/comm'])).toBe('sleep');
+    expect(await execText(target, ['ps', '-o', 'comm'])).not.toContain('pause');
+    expect(first).toBeDefined();
+  });
+
   it('keeps containers through a daemon restart and notices exits made while it was down', async () => {
     const pod = await newPod('restart');
     const keep = await run(pod, 'keep');

@@ -222,7 +222,13 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
     ].join('\n') + '\n',
   );
   const daemon = new TestDaemon(dirs, plan, socket, configFile);
-  await daemon.start();
+  try {
+    await daemon.start();
+  } catch (err) {
+    await daemon.terminate();
+    await fs.rm(base, { recursive: true, force: true });
+    throw err;
+  }
   return daemon;
 }
 

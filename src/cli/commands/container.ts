@@ -1,0 +1,271 @@
+import { Command } from 'commander';
+import type * as cri from '../../api/cri.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { call } from '../client.js';
+import { clientContext, collect, parseLabels, type ClientContext } from '../context.js';
+import { followLog, printLog } from '../logs.js';
+import { ago, parsedInfo, printJson, printMessage, printTable, shortId } from '../output.js';
+import { messageToJson } from '../proto-json.js';
+import { humanSize } from './image.js';
+import { readConfigFile } from './sandbox.js';
+
+const STATES: Record<string, string> = {
+  created: 'CONTAINER_CREATED',
+  running: 'CONTAINER_RUNNING',
+  exited: 'CONTAINER_EXITED',
+  unknown: 'CONTAINER_UNKNOWN',
+};
+
+function stateFilter(state: string): string {
+  const value = STATES[state.toLowerCase()] ?? (Object.values(STATES).includes(state.toUpperCase()) ? state.toUpperCase() : undefined);
+  if (!value) throw new InvalidArgumentError(`unknown container state "${state}" (created, running, exited, unknown)`);
+  return value;
+}
+
+async function createContainer(ctx: ClientContext, podId: string, containerFile: string, podFile: string): Promise<string> {
+  const [config, sandboxConfig] = await Promise.all([readConfigFile('ContainerConfig', containerFile), readConfigFile('PodSandboxConfig', podFile)]);
+  const { container_id } = await call(ctx.clients.runtime, 'CreateContainer', { pod_sandbox_id: podId, config, sandbox_config: sandboxConfig }, ctx.timeoutMs);
+  return container_id;
+}
+
+async function status(ctx: ClientContext, id: string): Promise<cri.ContainerStatusResponse> {
+  return (await call(ctx.clients.runtime, 'ContainerStatus', { container_id: id, verbose: false }, ctx.timeoutMs)) as cri.ContainerStatusResponse;
+}
+
+export function containerCommands(): Command[] {
+  const create = new Command('create')
+    .description('Create a container in a pod')
+    .argument('<pod-id>')
+    .argument('<container-config.json>')
+    .argument('<pod-config.json>')
+    .action(async (podId: string, containerFile: string, podFile: string, _opts: unknown, command: Command) => {
+      const ctx = clientContext(command);
+      process.stdout.write(`${await createContainer(ctx, podId, containerFile, podFile)}\n`);
+    });
+
+  const run = new Command('run')
+    .description('Run a pod and a container in it: runp, create and start in one')
+    .argument('<container-config.json>')
+    .argument('<pod-config.json>')
+    .option('--runtime <handler>', 'runtime handler', '')
+    .action(async (containerFile: string, podFile: string, opts: { runtime: string }, command: Command) => {
+      const ctx = clientContext(command);
+      const config = await readConfigFile('PodSandboxConfig', podFile);
+      const { pod_sandbox_id } = await call(ctx.clients.runtime, 'RunPodSandbox', { config, runtime_handler: opts.runtime }, ctx.timeoutMs);
+      const id = await createContainer(ctx, pod_sandbox_id, containerFile, podFile);
+      await call(ctx.clients.runtime, 'StartContainer', { container_id: id }, ctx.timeoutMs);
+      process.stdout.write(`${id}\n`);
+    });
+
+  const start = new Command('start')
+    .description('Start one or more created containers')
+    .argument('<container-id...>')
+    .action(async (ids: string[], _opts: unknown, command: Command) => {
+      const ctx = clientContext(command);
+      for (const id of ids) {
+        await call(ctx.clients.runtime, 'StartContainer', { container_id: id }, ctx.timeoutMs);
+        process.stdout.write(`${id}\n`);
+      }
+    });
+
+  const stop = new Command('stop')
+    .description('Stop one or more running containers')
+    .argument('<container-id...>')
+    .option('-t, --timeout <seconds>', 'seconds to wait after the stop signal before killing', '0')
+    .action(async (ids: string[], opts: { timeout: string }, command: Command) => {
+      const ctx = clientContext(command);
+      const timeout = Number(opts.timeout);
+      for (const id of ids) {
+        await call(ctx.clients.runtime, 'StopContainer', { container_id: id, timeout }, ctx.timeoutMs + timeout * 1000);
+        process.stdout.write(`${id}\n`);
+      }
+    });
+
+  const rm = new Command('rm')
+    .description('Remove one or more containers')
+    .argument('[container-id...]')
+    .option('-f, --force', 'stop a running container before removing it')
+    .option('-a, --all', 'remove all containers')
+    .action(async (ids: string[], opts: { force?: boolean; all?: boolean }, command: Command) => {
+      const ctx = clientContext(command);
+      const targets = opts.all ? (await call(ctx.clients.runtime, 'ListContainers', {}, ctx.timeoutMs)).containers.map((c) => c.id) : ids;
+      if (targets.length === 0) throw new InvalidArgumentError('no container id given (or use --all)');
+      for (const id of targets) {
+        const { status: s } = await status(ctx, id);
+        if (s?.state === 'CONTAINER_RUNNING' && !opts.force) {
+          throw new InvalidArgumentError(`container ${id} is running: stop it first or use --force`);
+        }
+        await call(ctx.clients.runtime, 'RemoveContainer', { container_id: id }, ctx.timeoutMs);
+        process.stdout.write(`${id}\n`);
+      }
+    });
+
+  const ps = new Command('ps')
+    .description('List containers')
+    .option('-a, --all', 'show all containers, not only running ones')
+    .option('--id <id>', 'filter by container id (prefix)')
+    .option('--name <regexp>', 'filter by container name')
+    .option('-p, --pod <pod-id>', 'filter by pod id')
+    .option('-s, --state <state>', 'filter by state: created, running, exited, unknown')
+    .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
+    .option('-q, --quiet', 'only print container ids')
+    .option('-o, --output <format>', 'json or table', 'table')
+    .option('-l, --latest', 'only the most recently created container')
+    .option('-n, --last <n>', 'only the n most recently created containers')
+    .option('--no-trunc', 'show full ids')
+    .action(async (opts: PsOptions, command: Command) => {
+      const ctx = clientContext(command);
+      const filter: Record<string, unknown> = { label_selector: parseLabels(opts.label) };
+      if (opts.id) filter.id = opts.id;
+      if (opts.pod) filter.pod_sandbox_id = opts.pod;
+      if (opts.state) filter.state = { state: stateFilter(opts.state) };
+      else if (!opts.all && !opts.latest && !opts.last) filter.state = { state: 'CONTAINER_RUNNING' };
+      let list = ((await call(ctx.clients.runtime, 'ListContainers', { filter }, ctx.timeoutMs)).containers as cri.Container[])
+        .filter((c) => !opts.name || new RegExp(opts.name).test(c.metadata?.name ?? ''))
+        .sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1));
+      const limit = opts.latest ? 1 : opts.last ? Number(opts.last) : 0;
+      if (limit > 0) list = list.slice(0, limit);
+      if (opts.quiet) {
+        for (const c of list) process.stdout.write(`${c.id}\n`);
+        return;
+      }
+      if (opts.output === 'json') return printMessage('ListContainersResponse', { containers: list });
+      const pods = new Map(
+        ((await call(ctx.clients.runtime, 'ListPodSandbox', {}, ctx.timeoutMs)).items as cri.PodSandbox[]).map((p) => [p.id, p.metadata?.name ?? '']),
+      );
+      printTable(
+        ['CONTAINER', 'IMAGE', 'CREATED', 'STATE', 'NAME', 'ATTEMPT', 'POD ID', 'POD'],
+        list.map((c) => [
+          shortId(c.id, !opts.trunc),
+          c.image?.image ?? '',
+          ago(c.created_at),
+          c.state.replace('CONTAINER_', '').replace(/^(.)(.*)$/, (_m, a: string, b: string) => a + b.toLowerCase()),
+          c.metadata?.name ?? '',
+          String(c.metadata?.attempt ?? 0),
+          shortId(c.pod_sandbox_id, !opts.trunc),
+          pods.get(c.pod_sandbox_id) ?? 'unknown',
+        ]),
+      );
+    });
+
+  const inspect = new Command('inspect')
+    .description('Show the status of one or more containers')
+    .argument('<container-id...>')
+    .action(async (ids: string[], _opts: unknown, command: Command) => {
+      const ctx = clientContext(command);
+      for (const id of ids) {
+        const res = await call(ctx.clients.runtime, 'ContainerStatus', { container_id: id, verbose: true }, ctx.timeoutMs);
+        printJson({ status: messageToJson('ContainerStatus', res.status), info: parsedInfo(res.info) });
+      }
+    });
+
+  const logs = new Command('logs')
+    .description("Print a container's log")
+    .argument('<container-id>')
+    .option('-f, --follow', 'keep printing new lines until the container exits')
+    .option('--tail <n>', 'only the last n lines')
+    .option('-t, --timestamps', 'show the time of each line')
+    .action(async (id: string, opts: { follow?: boolean; tail?: string; timestamps?: boolean }, command: Command) => {
+      const ctx = clientContext(command);
+      const { status: s } = await status(ctx, id);
+      if (!s?.log_path) throw new InvalidArgumentError(`container ${id} has no log (its pod has no log directory)`);
+      const options = { timestamps: opts.timestamps ?? false, ...(opts.tail !== undefined ? { tail: Number(opts.tail) } : {}) };
+      const offset = await printLog(s.log_path, options);
+      if (opts.follow) {
+        await followLog(s.log_path, offset, { timestamps: options.timestamps }, async () => (await status(ctx, id)).status?.state !== 'CONTAINER_RUNNING');
+      }
+    });
+
+  const exec = new Command('exec')
+    .description('Run a command in a running container and wait for it')
+    .argument('<container-id>')
+    .argument('<command...>')
+    .option('-s, --sync', 'run synchronously (ExecSync); the default for non-interactive use')
+    .option('--timeout <seconds>', 'kill the command after this many seconds (0: never)', '0')
+    // Everything after the container id is the command, its own flags included.
+    .passThroughOptions()
+    .action(async (id: string, cmd: string[], opts: { timeout: string }, command: Command) => {
+      const ctx = clientContext(command);
+      const timeout = Number(opts.timeout);
+      const res = await call(ctx.clients.runtime, 'ExecSync', { container_id: id, cmd, timeout }, timeout > 0 ? timeout * 1000 + ctx.timeoutMs : 24 * 3600 * 1000);
+      process.stdout.write(res.stdout);
+      process.stderr.write(res.stderr);
+      process.exitCode = res.exit_code;
+    });
+
+  const stats = new Command('stats')
+    .description('Show container resource usage')
+    .argument('[container-id]')
+    .option('-a, --all', 'include containers that are not running')
+    .option('-p, --pod <pod-id>', 'only this pod')
+    .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
+    .option('-o, --output <format>', 'json or table', 'table')
+    .action(async (id: string | undefined, opts: { all?: boolean; pod?: string; label: string[]; output: string }, command: Command) => {
+      const ctx = clientContext(command);
+      const filter = { id: id ?? '', pod_sandbox_id: opts.pod ?? '', label_selector: parseLabels(opts.label) };
+      const list = (await call(ctx.clients.runtime, 'ListContainerStats', { filter }, ctx.timeoutMs)).stats as cri.ContainerStats[];
+      if (opts.output === 'json') return printMessage('ListContainerStatsResponse', { stats: list });
+      printTable(
+        ['CONTAINER', 'NAME', 'CPU NS', 'MEM', 'DISK', 'INODES'],
+        list.map((s) => [
+          shortId(s.attributes?.id ?? '', false),
+          s.attributes?.metadata?.name ?? '',
+          String(s.cpu?.usage_core_nano_seconds?.value ?? 0),
+          humanSize(Number(s.memory?.working_set_bytes?.value ?? 0)),
+          humanSize(Number(s.writable_layer?.used_bytes?.value ?? 0)),
+          String(s.writable_layer?.inodes_used?.value ?? 0),
+        ]),
+      );
+    });
+
+  const update = new Command('update')
+    .description('Change the resource limits of running containers')
+    .argument('<container-id...>')
+    .option('--cpu-period <us>', 'CPU CFS period')
+    .option('--cpu-quota <us>', 'CPU CFS quota')
+    .option('--cpu-share <shares>', 'CPU shares')
+    .option('--cpuset-cpus <cpus>', 'CPUs allowed, e.g. 0-1')
+    .option('--cpuset-mems <mems>', 'memory nodes allowed')
+    .option('--memory <bytes>', 'memory limit in bytes')
+    .action(async (ids: string[], opts: UpdateOptions, command: Command) => {
+      const ctx = clientContext(command);
+      const linux = {
+        cpu_period: Number(opts.cpuPeriod ?? 0),
+        cpu_quota: Number(opts.cpuQuota ?? 0),
+        cpu_shares: Number(opts.cpuShare ?? 0),
+        cpuset_cpus: opts.cpusetCpus ?? '',
+        cpuset_mems: opts.cpusetMems ?? '',
+        memory_limit_in_bytes: Number(opts.memory ?? 0),
+      };
+      for (const id of ids) {
+        await call(ctx.clients.runtime, 'UpdateContainerResources', { container_id: id, linux }, ctx.timeoutMs);
+        process.stdout.write(`${id}\n`);
+      }
+    });
+
+  return [create, run, start, stop, rm, ps, inspect, logs, exec, stats, update];
+}
+
+interface PsOptions {
+  all?: boolean;
+  id?: string;
+  name?: string;
+  pod?: string;
+  state?: string;
+  label: string[];
+  quiet?: boolean;
+  output: string;
+  latest?: boolean;
+  last?: string;
+  trunc: boolean;
+}
+
+interface UpdateOptions {
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpuShare?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  memory?: string;
+}
+
