@@ -9,6 +9,7 @@ import { newId } from '../../util/ids.js';
 import { compressionOf, type Descriptor } from '../registry/manifest.js';
 import { VerifyingStream } from '../registry/verify.js';
 import type { StoreLayout } from './layout.js';
+import { TarTail } from './tar-tail.js';
 import { unpackLayer } from './unpack.js';
 import type { UnpackStats } from './unpack-types.js';
 
@@ -76,7 +77,7 @@ export class LayerStore {
       const tar = new PassThrough({ highWaterMark: 1 << 20 });
       const stages: NodeJS.ReadWriteStream[] = [new VerifyingStream(descriptor.digest, descriptor.size, onBytes)];
       if (compression === 'gzip') stages.push(createGunzip());
-      stages.push(new VerifyingStream(diffId, undefined));
+      stages.push(new VerifyingStream(diffId, undefined), new TarTail());
       const transfer = pipeline([blob, ...stages, tar], { signal: abort.signal });
       const unpacked = unpackLayer(tar, { target, signal: abort.signal });
       // Whichever side fails first stops the other; both settle before cleanup.
