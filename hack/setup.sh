@@ -5,7 +5,7 @@
 # Runs apt-get only when something is missing, so a second run takes no time.
 set -euo pipefail
 
-RUNTIME_PACKAGES=(runc conmon containernetworking-plugins iptables iproute2 catatonit util-linux mount attr)
+RUNTIME_PACKAGES=(runc conmon containernetworking-plugins iptables iproute2 catatonit util-linux mount attr socat)
 TEST_PACKAGES=(busybox-static docker-registry skopeo umoci gcc libc6-dev curl)
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -10,6 +10,7 @@ import { ContainerEvents } from './container/events.js';
 import { ContainerService } from './container/service.js';
 import { StatsService } from './container/stats.js';
 import { RuntimeInfoService } from './info/service.js';
+import { StreamingService } from './streaming/service.js';
 import { CniNetworkManager } from './network/cni/manager.js';
 import { ConmonRuntime } from './oci/conmon.js';
 import { Runc } from './oci/runc.js';
@@ -63,12 +64,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const containers = new ContainerService({ config, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
   sandboxes.setMembers(containers);
   const stats = new StatsService(config, containers, sandboxes);
+  const streaming = new StreamingService({ config, containers, sandboxes, runtime, log });
+  await streaming.listen();
   const info = new RuntimeInfoService(config, network);
 
   let ready = false;
   const wrapOptions = { log, isReady: () => ready };
   const server = new CriServer(
-    runtimeServiceHandlers({ info, sandboxes, containers, stats, events }, wrapOptions),
+    runtimeServiceHandlers({ info, sandboxes, containers, stats, events, streaming }, wrapOptions),
     imageServiceHandlers(images, wrapOptions),
   );
   await server.listen(config.socketPath);
@@ -86,6 +89,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   return {
     async close() {
       await server.close(5000);
+      await streaming.close();
       network.close();
       runtime.close();
       await closeSandboxImage();

@@ -7,6 +7,7 @@ import { daemonCommand } from './commands/daemon.js';
 import { imageCommands } from './commands/image.js';
 import { runtimeCommands } from './commands/runtime.js';
 import { sandboxCommands } from './commands/sandbox.js';
+import { streamCommands } from './commands/stream.js';
 import { DEFAULT_ENDPOINT } from './context.js';
 
 const program = new Command('tscri')
@@ -21,7 +22,7 @@ const program = new Command('tscri')
   .exitOverride();
 
 program.addCommand(daemonCommand());
-for (const command of [...runtimeCommands(), ...sandboxCommands(), ...containerCommands(), ...imageCommands()]) program.addCommand(command);
+for (const command of [...runtimeCommands(), ...sandboxCommands(), ...containerCommands(), ...streamCommands(), ...imageCommands()]) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

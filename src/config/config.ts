@@ -52,6 +52,8 @@ export interface Config {
   streaming: {
     address: string;
     port: number;
+    /** How long an Exec/Attach/PortForward URL stays valid (its token is single-use anyway). */
+    tokenTtlSeconds: number;
   };
   /** The file this config was read from, if any. */
   source?: string;
@@ -75,7 +77,7 @@ export function defaultConfig(): Config {
       defaultNetwork: { name: 'tscri-default', bridge: 'tscri0', subnet: '10.88.0.0/16' },
     },
     registry: { mirrors: {} },
-    streaming: { address: '127.0.0.1', port: 0 },
+    streaming: { address: '127.0.0.1', port: 0, tokenTtlSeconds: 60 },
   };
 }
 
@@ -143,12 +145,17 @@ function compile(r: Reader): Config {
 
   const streaming = r.table('streaming');
   if (streaming) {
-    streaming.allowOnly(['address', 'port']);
+    streaming.allowOnly(['address', 'port', 'token_ttl_seconds']);
     cfg.streaming.address = streaming.string('address') ?? cfg.streaming.address;
     const port = streaming.integer('port');
     if (port !== undefined) {
       if (port < 0 || port > 65535) throw streaming.invalid('port', 'must be between 0 and 65535');
       cfg.streaming.port = port;
+    }
+    const ttl = streaming.integer('token_ttl_seconds');
+    if (ttl !== undefined) {
+      if (ttl < 1) throw streaming.invalid('token_ttl_seconds', 'must be at least 1');
+      cfg.streaming.tokenTtlSeconds = ttl;
     }
   }
   return cfg;

@@ -2,11 +2,22 @@ import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { InternalError, errnoCode, messageOf } from '../errors.js';
 import { Runc, type RuncState } from './runc.js';
-import type { ContainerExit, CreateRequest, ExecOptions, ExecOutcome, ExitListener, OciRuntime } from './runtime.js';
+import { relayAttachSocket, type StreamIO } from './attach-socket.js';
+import type {
+  ContainerExit,
+  CreateRequest,
+  ExecOptions,
+  ExecOutcome,
+  ExecStreamOptions,
+  ExitListener,
+  OciRuntime,
+  ResizeSource,
+  TerminalSize,
+} from './runtime.js';
 import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
 import { newId } from '../util/ids.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
@@ -172,6 +183,78 @@ export class ConmonRuntime implements OciRuntime {
     }
   }
 
+  /**
+   * A streaming exec. Without a terminal, runc runs it with the client's streams as its pipes.
+   * With one, a pty is needed, which runc only hands over as a file descriptor on a console
+   * socket; conmon receives it and relays the terminal over an attach socket instead.
+   */
+  async execStream(id: string, process: OciProcess, options: ExecStreamOptions): Promise<number> {
+    const dir = path.join(this.options.bundleRoot, `${id.slice(0, 12)}-exec-${newId().slice(0, 8)}`);
+    await fs.mkdir(dir, { mode: 0o700 });
+    try {
+      const processFile = path.join(dir, 'process.json');
+      await writeJsonAtomic(processFile, { ...process, terminal: options.tty }, { durable: false });
+      if (!options.tty) return await this.options.runc.execAttached(id, processFile, options.io);
+      return await this.execWithTerminal(id, dir, processFile, options.io, options.resizes);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * conmon's exec-attach sequence: a first start byte lets it make the attach socket (it says so
+   * on the attach pipe), the client connects, a second start byte lets runc exec run, and the
+   * sync pipe then carries the process's pid and finally its exit code.
+   */
+  private async execWithTerminal(id: string, dir: string, processFile: string, io: StreamIO, resizes?: ResizeSource): Promise<number> {
+    const { runc } = this.options;
+    const execId = path.basename(dir);
+    const child = spawn(
+      this.options.conmon,
+      [
+        '--api-version', '--cid', id, '--cuuid', execId, '--name', id, '--runtime', runc.binary,
+        '--container-pidfile', path.join(dir, 'exec.pid'), '--log-path', 'none:', '--exit-dir', dir,
+        '--full-attach', '--socket-dir-path', dir, '--bundle', dir, '--exec', '--exec-attach',
+        '--exec-process-spec', processFile, '--terminal', '--log-level', 'warn',
+        ...runc.globalArgs().flatMap((arg, i, all) => (i % 2 === 0 ? ['--runtime-arg', `${arg}=${all[i + 1]}`] : [])),
+      ],
+      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', _OCI_ATTACHPIPE: '5' } },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    // fds 3, 4 and 5: the sync pipe (conmon → us), the start pipe (us → conmon), the attach pipe.
+    const [, , , sync, start, attachPipe] = child.stdio as unknown as [null, null, Readable, Readable, Writable, Readable];
+    for (const pipe of [sync, start, attachPipe]) pipe.on('error', () => undefined);
+    const messages = collectSyncMessages(sync);
+    const resize = (size: TerminalSize): void => void writeControl(dir, CONTROL_RESIZE, size.height, size.width).catch(() => undefined);
+    try {
+      start.write(Buffer.from([0]));
+      const ready = await readSyncMessage(attachPipe, this.createTimeoutMs);
+      if (ready.data < 0) throw new InternalError(`exec setup failed: ${cleanRuncMessage(ready.message ?? stderr)}`);
+      resizes?.on('resize', resize);
+      if (resizes?.latest) resize(resizes.latest);
+      await relayAttachSocket(path.join(dir, 'attach'), io, { onConnected: () => start.end(Buffer.from([0])) });
+      const all = await messages;
+      const last = all[all.length - 1];
+      if (!last || last.data < 0) throw new InternalError(`exec failed: ${cleanRuncMessage(last?.message ?? stderr)}`);
+      return all.length >= 2 ? last.data : Number.parseInt(await fs.readFile(path.join(dir, id), 'utf8').catch(() => '255'), 10);
+    } finally {
+      resizes?.off('resize', resize);
+      killQuietly(child.pid ?? 0);
+    }
+  }
+
+  async attach(id: string, io: StreamIO, resizes?: ResizeSource, until?: Promise<void>): Promise<void> {
+    const resize = (size: TerminalSize): void => void this.resize(id, size.width, size.height).catch(() => undefined);
+    resizes?.on('resize', resize);
+    if (resizes?.latest) resize(resizes.latest);
+    try {
+      await relayAttachSocket(path.join(this.bundleOf(id), 'attach'), io, until ? { until } : {});
+    } finally {
+      resizes?.off('resize', resize);
+    }
+  }
+
   async reopenLog(id: string): Promise<void> {
     await writeControl(this.bundleOf(id), CONTROL_REOPEN_LOG, 0, 0);
   }
@@ -267,6 +350,15 @@ async function writeControl(bundle: string, type: number, height: number, width:
   } finally {
     await handle.close();
   }
+}
+
+/** Every JSON message conmon writes on a sync pipe until it closes. */
+function collectSyncMessages(pipe: Readable): Promise<SyncMessage[]> {
+  return new Promise((resolve) => {
+    let text = '';
+    pipe.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    pipe.on('close', () => resolve(text.split('\n').map(parseSyncMessage).filter((m): m is SyncMessage => m !== undefined)));
+  });
 }
 
 /** Read the first JSON message conmon writes on the sync pipe. */

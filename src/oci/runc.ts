@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { InternalError, NotFoundError } from '../errors.js';
+import type { StreamIO } from './attach-socket.js';
 import type { ExecOptions, ExecOutcome } from './runtime.js';
 import { exec, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
@@ -116,6 +117,37 @@ export class Runc {
       throw new InternalError(`runc exec in ${id}: ${message}`);
     }
     return { stdout: stdout(), stderr: err, exitCode, timedOut };
+  }
+
+  /**
+   * `runc exec` of a process spec with the client's streams as its stdio (no terminal);
+   * resolves with the process's exit code.
+   */
+  async execAttached(id: string, processFile: string, io: StreamIO): Promise<number> {
+    const child = spawn(this.binary, [...this.globalArgs(), 'exec', '--process', processFile, id], {
+      stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    });
+    if (io.stdin && child.stdin) {
+      io.stdin.pipe(child.stdin);
+      child.stdin.on('error', () => undefined); // the process may exit without reading it all
+    }
+    const drain = (source: Readable | null, target: StreamIO['stdout']): Promise<void> =>
+      new Promise((resolve) => {
+        if (!source) return resolve();
+        if (target) source.pipe(target, { end: false });
+        else source.resume();
+        source.on('end', resolve);
+      });
+    const [exitCode] = await Promise.all([
+      new Promise<number>((resolve, reject) => {
+        child.on('error', reject);
+        child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
+      }),
+      drain(child.stdout, io.stdout),
+      drain(child.stderr, io.stderr ?? io.stdout),
+    ]);
+    io.stdin?.unpipe();
+    return exitCode;
   }
 
   /** Process ids inside the container's cgroup. */

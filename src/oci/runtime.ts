@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { RuncState } from './runc.js';
+import type { StreamIO } from './attach-socket.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 
 /** How a container's stdio is wired by its monitor. */
@@ -35,6 +36,25 @@ export interface ExecOptions {
   maxOutputBytes?: number;
 }
 
+export interface TerminalSize {
+  width: number;
+  height: number;
+}
+
+/**
+ * Where terminal size changes come from: emits 'resize' with a TerminalSize, and remembers the
+ * latest one, since a client sends its size once at the start, often before the terminal exists.
+ */
+export interface ResizeSource extends NodeJS.EventEmitter {
+  readonly latest: TerminalSize | undefined;
+}
+
+export interface ExecStreamOptions {
+  tty: boolean;
+  io: StreamIO;
+  resizes?: ResizeSource;
+}
+
 export interface ExecOutcome {
   stdout: Buffer;
   stderr: Buffer;
@@ -67,6 +87,10 @@ export interface OciRuntime {
   update(id: string, resources: OciResources): Promise<void>;
   /** Run a process in the container to completion, stdout and stderr apart. */
   exec(id: string, process: OciProcess, options?: ExecOptions): Promise<ExecOutcome>;
+  /** Run a process in the container wired to a client's streams; resolves with its exit code. */
+  execStream(id: string, process: OciProcess, options: ExecStreamOptions): Promise<number>;
+  /** Wire a client's streams to the container's own stdio until it exits or `until` resolves. */
+  attach(id: string, io: StreamIO, resizes?: ResizeSource, until?: Promise<void>): Promise<void>;
   /** Ask the monitor to reopen the container's log file (after rotation). */
   reopenLog(id: string): Promise<void>;
   /** Tell the monitor the terminal size changed. */

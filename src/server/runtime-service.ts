@@ -4,6 +4,7 @@ import type { ContainerService } from '../container/service.js';
 import type { StatsService } from '../container/stats.js';
 import type { RuntimeInfoService } from '../info/service.js';
 import type { SandboxService } from '../sandbox/service.js';
+import type { StreamingService } from '../streaming/service.js';
 import { eventStream, unary, unimplemented, unimplementedStream, type WrapOptions } from './wrap.js';
 
 export interface RuntimeServices {
@@ -12,6 +13,7 @@ export interface RuntimeServices {
   containers: ContainerService;
   stats: StatsService;
   events: ContainerEvents;
+  streaming: StreamingService;
 }
 
 /**
@@ -19,7 +21,7 @@ export interface RuntimeServices {
  * RPCs not served yet answer UNIMPLEMENTED at once.
  */
 export function runtimeServiceHandlers(services: RuntimeServices, options: WrapOptions): RuntimeServiceHandlers {
-  const { info, sandboxes, containers, stats, events } = services;
+  const { info, sandboxes, containers, stats, events, streaming } = services;
   return {
     Version: unary('Version', options, async () => info.version()),
     Status: unary('Status', options, async (req) => info.status(req.verbose)),
@@ -69,9 +71,9 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
       return {};
     }),
     ExecSync: unary('ExecSync', options, (req) => containers.execSync(req.container_id, req.cmd, Number(req.timeout))),
-    Exec: unimplemented('Exec'),
-    Attach: unimplemented('Attach'),
-    PortForward: unimplemented('PortForward'),
+    Exec: unary('Exec', options, async (req) => streaming.prepareExec(req)),
+    Attach: unary('Attach', options, async (req) => streaming.prepareAttach(req)),
+    PortForward: unary('PortForward', options, async (req) => streaming.preparePortForward(req)),
     ContainerStats: unary('ContainerStats', options, async (req) => ({ stats: await stats.containerStats(req.container_id) })),
     ListContainerStats: unary('ListContainerStats', options, async (req) => ({ stats: await stats.listContainerStats(req.filter) })),
     StreamContainerStats: unimplementedStream('StreamContainerStats'),

@@ -65,7 +65,12 @@ export class TestDaemon {
     const child = spawn(process.execPath, [TSCRI_BIN, 'daemon', '--config', this.configFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    child.stderr!.on('data', (chunk: Buffer) => (this.logs += chunk.toString()));
+    const mirror = process.env.TSCRI_E2E_LOGS ? path.join(process.env.TSCRI_E2E_LOGS, `${path.basename(this.dirs.base)}.log`) : undefined;
+    child.stderr!.on('data', (chunk: Buffer) => {
+      this.logs += chunk.toString();
+      // For debugging a failed run: TSCRI_E2E_LOGS=/some/dir keeps every daemon's log there.
+      if (mirror) void fs.appendFile(mirror, chunk);
+    });
     this.process = child;
     this.clients = connect(`unix://${this.socket}`);
     await this.waitReady(child);

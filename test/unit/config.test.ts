@@ -37,6 +37,7 @@ endpoints = []
 [streaming]
 address = "0.0.0.0"
 port = 10010
+token_ttl_seconds = 30
 `);
     expect(config.socketPath).toBe('/tmp/x/tscri.sock');
     expect(config.root).toBe('/srv/tscri');
@@ -52,7 +53,7 @@ port = 10010
       'registry.k8s.io': { endpoints: ['http://127.0.0.1:5000', 'https://mirror.example'] },
       'docker.io': { endpoints: [] },
     });
-    expect(config.streaming).toEqual({ address: '0.0.0.0', port: 10010 });
+    expect(config.streaming).toEqual({ address: '0.0.0.0', port: 10010, tokenTtlSeconds: 30 });
   });
 
   it('accepts a bare socket path for listen', () => {

@@ -7,6 +7,7 @@ import { followLog, printLog } from '../logs.js';
 import { ago, parsedInfo, printJson, printMessage, printTable, shortId } from '../output.js';
 import { messageToJson } from '../proto-json.js';
 import { humanSize } from './image.js';
+import { runInTerminal } from './stream.js';
 import { readConfigFile } from './sandbox.js';
 
 const STATES: Record<string, string> = {
@@ -177,20 +178,31 @@ export function containerCommands(): Command[] {
     });
 
   const exec = new Command('exec')
-    .description('Run a command in a running container and wait for it')
+    .description('Run a command in a running container')
     .argument('<container-id>')
     .argument('<command...>')
-    .option('-s, --sync', 'run synchronously (ExecSync); the default for non-interactive use')
-    .option('--timeout <seconds>', 'kill the command after this many seconds (0: never)', '0')
+    .option('-i, --interactive', "send this terminal's input to the command")
+    .option('-t, --tty', 'give the command a terminal')
+    .option('-s, --sync', 'run synchronously (ExecSync) instead of streaming')
+    .option('--timeout <seconds>', 'with --sync: kill the command after this many seconds (0: never)', '0')
+    .option('--transport <spdy|websocket>', 'streaming protocol', 'spdy')
     // Everything after the container id is the command, its own flags included.
     .passThroughOptions()
-    .action(async (id: string, cmd: string[], opts: { timeout: string }, command: Command) => {
+    .action(async (id: string, cmd: string[], opts: ExecOptions, command: Command) => {
       const ctx = clientContext(command);
-      const timeout = Number(opts.timeout);
-      const res = await call(ctx.clients.runtime, 'ExecSync', { container_id: id, cmd, timeout }, timeout > 0 ? timeout * 1000 + ctx.timeoutMs : 24 * 3600 * 1000);
-      process.stdout.write(res.stdout);
-      process.stderr.write(res.stderr);
-      process.exitCode = res.exit_code;
+      if (opts.sync) {
+        const timeout = Number(opts.timeout);
+        const res = await call(ctx.clients.runtime, 'ExecSync', { container_id: id, cmd, timeout }, timeout > 0 ? timeout * 1000 + ctx.timeoutMs : 24 * 3600 * 1000);
+        process.stdout.write(res.stdout);
+        process.stderr.write(res.stderr);
+        process.exitCode = res.exit_code;
+        return;
+      }
+      const tty = opts.tty ?? false;
+      const request = { container_id: id, cmd, tty, stdin: opts.interactive ?? false, stdout: true, stderr: !tty };
+      const { url } = await call(ctx.clients.runtime, 'Exec', request, ctx.timeoutMs);
+      const transport = opts.transport === 'websocket' ? 'websocket' : 'spdy';
+      process.exitCode = await runInTerminal(url, { stdin: opts.interactive ?? false, tty, transport });
     });
 
   const stats = new Command('stats')
@@ -258,6 +270,14 @@ interface PsOptions {
   latest?: boolean;
   last?: string;
   trunc: boolean;
+}
+
+interface ExecOptions {
+  interactive?: boolean;
+  tty?: boolean;
+  sync?: boolean;
+  timeout: string;
+  transport: string;
 }
 
 interface UpdateOptions {

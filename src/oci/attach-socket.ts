@@ -1,0 +1,74 @@
+import type { Readable, Writable } from 'node:stream';
+import { SeqpacketSocket } from 'node-unix-socket';
+import { InternalError, messageOf } from '../errors.js';
+
+/** conmon's first byte of each packet names the stream it came from. */
+const STREAM_STDOUT = 2;
+const STREAM_STDERR = 3;
+/**
+ * conmon receives stdin with a 32 KiB buffer, and a SEQPACKET receive into a smaller buffer
+ * drops the rest of the packet: larger writes must go as several packets.
+ */
+const MAX_STDIN_PACKET = 32 * 1024;
+
+/** What a streaming client wires to a container's (or exec's) stdio. */
+export interface StreamIO {
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+}
+
+/**
+ * Relay between a client's streams and a conmon attach socket (AF_UNIX SOCK_SEQPACKET:
+ * conmon sends `<stream id byte><data>` packets, takes raw stdin bytes, and reads a
+ * half-close as "stdin closed"). Node's net module has no SEQPACKET, hence node-unix-socket.
+ * Resolves when conmon closes the socket (the process ended) or the client's side is gone.
+ */
+export function relayAttachSocket(path: string, io: StreamIO, options: { onConnected?: () => void; until?: Promise<void> } = {}): Promise<void> {
+  const { onConnected, until } = options;
+  return new Promise((resolve, reject) => {
+    const socket = new SeqpacketSocket();
+    let settled = false;
+    const finish = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      io.stdin?.unpipe();
+      socket.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    void until?.then(() => finish());
+    socket.on('error', (err: Error) => finish(new InternalError(`attach socket ${path}: ${messageOf(err)}`)));
+    socket.on('end', () => finish());
+    socket.on('close', () => finish());
+    socket.on('data', (packet: Buffer) => {
+      if (packet.length < 1) return;
+      const target = packet[0] === STREAM_STDERR ? (io.stderr ?? io.stdout) : packet[0] === STREAM_STDOUT ? io.stdout : undefined;
+      target?.write(packet.subarray(1));
+    });
+    try {
+      socket.connect(path, () => {
+        onConnected?.();
+        forwardStdin(socket, io.stdin);
+      });
+    } catch (err) {
+      finish(new InternalError(`cannot attach to ${path}: ${messageOf(err)}`));
+    }
+  });
+}
+
+/** Client stdin to the socket in packets conmon reads whole; its end becomes a half-close. */
+function forwardStdin(socket: SeqpacketSocket, stdin: Readable | undefined): void {
+  if (!stdin) return;
+  stdin.on('data', (chunk: Buffer) => {
+    stdin.pause();
+    writePackets(socket, chunk, () => stdin.resume());
+  });
+  stdin.on('end', () => socket.end());
+}
+
+function writePackets(socket: SeqpacketSocket, data: Buffer, done: () => void, offset = 0): void {
+  if (offset >= data.length) return done();
+  const length = Math.min(MAX_STDIN_PACKET, data.length - offset);
+  socket.write(data, offset, length, () => writePackets(socket, data, done, offset + length));
+}
