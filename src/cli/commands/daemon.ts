@@ -2,6 +2,8 @@ import path from 'node:path';
 import { Command } from 'commander';
 import type { Config, LogLevel } from '../../config/config.js';
 
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
 interface DaemonOptions {
   config?: string;
   listen?: string;
@@ -43,6 +45,12 @@ export function daemonCommand(): Command {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'shutting down');
+        // Pods do not depend on the daemon, so an operator's SIGTERM must end it even if some
+        // connection refuses to close.
+        setTimeout(() => {
+          log.warn({ ms: SHUTDOWN_DEADLINE_MS }, 'shutdown took too long; exiting anyway');
+          process.exit(1);
+        }, SHUTDOWN_DEADLINE_MS).unref();
         daemon.close().then(
           () => process.exit(0),
           () => process.exit(1),
