@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, DeadlineExceededError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, InternalError, NotFoundError, DeadlineExceededError, messageOf } from '../errors.js';
 import type { ImageService } from '../image/service.js';
 import type { ImageRecord } from '../image/store/images.js';
 import { containerCapabilities } from '../oci/capabilities.js';
@@ -22,7 +22,7 @@ import { RecordStore } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { mountOverlay, unmountAll } from '../util/mount.js';
-import { nanosFromDate, nowNanos } from '../util/time.js';
+import { nanosFromDate, nowNanos, pollUntil } from '../util/time.js';
 import { UndoStack } from '../util/undo.js';
 import {
   CONTAINER_RECORD_VERSION,
@@ -40,6 +40,8 @@ import { containerSpec, type PodContext } from './spec.js';
 const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
 /** After SIGKILL, how long to wait for the exit to be recorded. */
 const KILL_WAIT_MS = 10_000;
+/** How long ReopenContainerLog waits for conmon to create the new log file. */
+const LOG_REOPEN_TIMEOUT_MS = 5_000;
 
 export interface ContainerServiceDeps {
   config: Config;
@@ -469,6 +471,10 @@ export class ContainerService {
     const record = this.get(idOrPrefix);
     if (criStateOf(record) !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${record.id} is not running`);
     await this.deps.runtime.reopenLog(record.id);
+    // Log rotation renames the file, asks for a new one and reads it at once, so the reply
+    // waits until conmon has made it.
+    const reopened = !record.logPath || (await pollUntil(() => fileExists(record.logPath), LOG_REOPEN_TIMEOUT_MS));
+    if (!reopened) throw new InternalError(`container ${record.id}: the monitor did not reopen ${record.logPath}`);
   }
 
   /** ExecSync: run a command to completion; a timeout kills it and is DeadlineExceeded. */
@@ -518,4 +524,11 @@ function storableConfig(config: cri.ContainerConfig): cri.ContainerConfig {
     ...config,
     envs: config.envs.map((kv) => ({ key: kv.key, value: (Buffer.isBuffer(kv.value) ? kv.value.toString('utf8') : String(kv.value)) as unknown as Buffer })),
   };
+}
+
+function fileExists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
 }

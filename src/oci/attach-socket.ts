@@ -1,3 +1,5 @@
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { SeqpacketSocket } from 'node-unix-socket';
 import { InternalError, messageOf } from '../errors.js';
@@ -10,6 +12,8 @@ const STREAM_STDERR = 3;
  * drops the rest of the packet: larger writes must go as several packets.
  */
 const MAX_STDIN_PACKET = 32 * 1024;
+/** sun_path holds 108 bytes, the terminating NUL included. */
+const MAX_SOCKET_PATH = 107;
 
 /** What a streaming client wires to a container's (or exec's) stdio. */
 export interface StreamIO {
@@ -28,8 +32,16 @@ export function relayAttachSocket(path: string, io: StreamIO, options: { onConne
   const { onConnected, until } = options;
   return new Promise((resolve, reject) => {
     const socket = new SeqpacketSocket();
+    let address: SocketAddress;
+    try {
+      address = socketAddress(path);
+    } catch (err) {
+      reject(new InternalError(`cannot attach to ${path}: ${messageOf(err)}`));
+      return;
+    }
     let settled = false;
     const finish = (err?: Error): void => {
+      address.release();
       if (settled) return;
       settled = true;
       io.stdin?.unpipe();
@@ -39,15 +51,20 @@ export function relayAttachSocket(path: string, io: StreamIO, options: { onConne
     };
     void until?.then(() => finish());
     socket.on('error', (err: Error) => finish(new InternalError(`attach socket ${path}: ${messageOf(err)}`)));
-    socket.on('end', () => finish());
-    socket.on('close', () => finish());
+    let connected = false;
+    // node-unix-socket closes the socket (and only then throws) when connect() fails at once.
+    const closed = (): void => finish(connected ? undefined : new InternalError(`cannot attach to ${path}: nothing accepts connections there`));
+    socket.on('end', closed);
+    socket.on('close', closed);
     socket.on('data', (packet: Buffer) => {
       if (packet.length < 1) return;
       const target = packet[0] === STREAM_STDERR ? (io.stderr ?? io.stdout) : packet[0] === STREAM_STDOUT ? io.stdout : undefined;
       target?.write(packet.subarray(1));
     });
     try {
-      socket.connect(path, () => {
+      socket.connect(address.path, () => {
+        connected = true;
+        address.release();
         onConnected?.();
         forwardStdin(socket, io.stdin);
       });
@@ -55,6 +72,29 @@ export function relayAttachSocket(path: string, io: StreamIO, options: { onConne
       finish(new InternalError(`cannot attach to ${path}: ${messageOf(err)}`));
     }
   });
+}
+
+interface SocketAddress {
+  path: string;
+  /** Closes what the address needed open; safe to call more than once. */
+  release: () => void;
+}
+
+/**
+ * A path to connect to. One longer than sun_path (a deep state directory and a 64-character
+ * container id are enough) is reached through an open descriptor of its directory, as
+ * conmon itself binds it.
+ */
+function socketAddress(path: string): SocketAddress {
+  if (Buffer.byteLength(path) <= MAX_SOCKET_PATH) return { path, release: () => undefined };
+  let fd: number | undefined = openSync(dirname(path), fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  return {
+    path: `/proc/self/fd/${fd}/${basename(path)}`,
+    release: () => {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+    },
+  };
 }
 
 /** Client stdin to the socket in packets conmon reads whole; its end becomes a half-close. */

@@ -18,6 +18,9 @@ const SPDY_VERSION = 3;
 const { FLAG_FIN, FLAG_UNIDIRECTIONAL } = transport.protocol.spdy.constants.flags;
 /** The framer accounts data against a window; windows are not used here. */
 const NO_WINDOW = { send: { update: () => undefined }, recv: { update: () => undefined } };
+/** How long a closing connection waits for queued frames to reach the socket. */
+const FLUSH_TIMEOUT_MS = 5_000;
+const FLUSH_POLL_MS = 5;
 
 interface HeadersFrame {
   type: 'HEADERS';
@@ -39,6 +42,8 @@ type Frame =
 export class SpdyStream extends Duplex {
   /** Set once the stream was accepted: by us (server side) or by the peer (client side). */
   replied = false;
+  /** Server side: resolves once our SYN_REPLY is queued; data must not overtake it. */
+  private replyQueued: Promise<void> = Promise.resolve();
 
   constructor(
     readonly id: number,
@@ -57,7 +62,7 @@ export class SpdyStream extends Duplex {
   reply(): void {
     if (this.replied) return;
     this.replied = true;
-    this.connection.framer.responseFrame({ id: this.id, status: 200, headers: {} });
+    this.replyQueued = this.connection.sendHeaders((done) => this.connection.framer.responseFrame({ id: this.id, status: 200, headers: {} }, done));
   }
 
   /** Resolves once the peer accepted a stream we opened. */
@@ -75,13 +80,13 @@ export class SpdyStream extends Duplex {
       return;
     }
     this.reply();
-    this.connection.framer.dataFrame({ id: this.id, priority: false, fin: false, data: chunk }, () => callback());
+    void this.replyQueued.then(() => this.connection.framer.dataFrame({ id: this.id, priority: false, fin: false, data: chunk }, () => callback()));
   }
 
   /** Our side is done: an empty DATA frame with FIN. */
   override _final(callback: (error?: Error | null) => void): void {
     if (this.connection.isServer) this.reply();
-    this.connection.framer.dataFrame({ id: this.id, priority: false, fin: true, data: Buffer.alloc(0) }, () => callback());
+    void this.replyQueued.then(() => this.connection.framer.dataFrame({ id: this.id, priority: false, fin: true, data: Buffer.alloc(0) }, () => callback()));
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
@@ -101,6 +106,8 @@ export class SpdyConnection extends EventEmitter {
   private readonly parser;
   private readonly streams = new Map<number, SpdyStream>();
   private closed = false;
+  /** SYN_STREAM/SYN_REPLY frames still being compressed: not yet in the framer's queue. */
+  private headerFramesInFlight = 0;
   /** Streams we open get odd ids as a client (as spdystream does). */
   private nextId = 1;
 
@@ -123,7 +130,10 @@ export class SpdyConnection extends EventEmitter {
     this.parser.on('data', (frame: Frame) => this.onFrame(frame));
     this.parser.on('error', (err: Error) => this.fail(err));
     socket.on('error', (err: Error) => this.fail(err));
-    socket.on('close', () => this.close());
+    // The parser decompresses header blocks asynchronously, so frames that arrived just before
+    // the peer hung up may still be in it: close once it has handed out the last of them.
+    socket.on('close', () => this.parser.end());
+    this.parser.on('end', () => this.close());
   }
 
   private onFrame(frame: Frame): void {
@@ -161,8 +171,22 @@ export class SpdyConnection extends EventEmitter {
     this.nextId += 2;
     const stream = new SpdyStream(id, headers, this);
     this.streams.set(id, stream);
-    this.framer.requestFrame({ id, path: '/', method: 'POST', priority: false, fin: false, headers });
+    void this.sendHeaders((done) => this.framer.requestFrame({ id, path: '/', method: 'POST', priority: false, fin: false, headers }, done));
     return stream;
+  }
+
+  /**
+   * Send a headers frame. Its header block is compressed asynchronously, so it reaches the
+   * framer's queue later than a DATA frame written after it: the promise says when it did.
+   */
+  sendHeaders(send: (done: () => void) => void): Promise<void> {
+    this.headerFramesInFlight += 1;
+    return new Promise((resolve) =>
+      send(() => {
+        this.headerFramesInFlight -= 1;
+        resolve();
+      }),
+    );
   }
 
   private onHeaders(frame: HeadersFrame): void {
@@ -202,9 +226,28 @@ export class SpdyConnection extends EventEmitter {
     this.closed = true;
     for (const stream of this.streams.values()) stream.destroy();
     this.streams.clear();
-    this.framer.unpipe(this.socket);
-    this.socket.end();
+    this.endSocketWhenFlushed();
     this.emit('close');
+  }
+
+  /**
+   * The framer hands frames to the socket a tick or more after they are queued, so ending the
+   * socket at once would drop the last replies and FINs: a client then waits for a SYN_REPLY
+   * that never comes. Wait until the framer is empty (or the peer is gone, or it takes too long).
+   */
+  private endSocketWhenFlushed(): void {
+    const framer = this.framer as unknown as { count: number; readableLength: number };
+    const deadline = Date.now() + FLUSH_TIMEOUT_MS;
+    const attempt = (): void => {
+      const pending = this.headerFramesInFlight > 0 || framer.count > 0 || framer.readableLength > 0;
+      if (pending && !this.socket.destroyed && Date.now() < deadline) {
+        setTimeout(attempt, FLUSH_POLL_MS);
+        return;
+      }
+      this.framer.unpipe(this.socket);
+      this.socket.end();
+    };
+    setImmediate(attempt);
   }
 }
 

@@ -23,3 +23,13 @@ export function dateFromNanos(nanos: string): Date {
 export function elapsedMs(startNs: bigint): number {
   return Math.round(Number(process.hrtime.bigint() - startNs) / 100_000) / 10;
 }
+
+/** Check `condition` every `intervalMs` until it holds (true) or `timeoutMs` passed (false). */
+export async function pollUntil(condition: () => Promise<boolean>, timeoutMs: number, intervalMs = 10): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

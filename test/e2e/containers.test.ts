@@ -318,6 +318,8 @@ describe('containers in pods', () => {
     await sleep(400);
     await fs.rename(log_path!, `${log_path}.1`);
     await daemon.runtime('ReopenContainerLog', { container_id: id });
+    // kubelet reads the new file right after the reply: it must already exist.
+    await expect(fs.access(log_path!)).resolves.toBeUndefined();
     await sleep(400);
     expect((await logLines(log_path!)).length).toBeGreaterThan(0);
     expect((await logLines(`${log_path}.1`)).length).toBeGreaterThan(0);
