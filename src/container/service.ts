@@ -22,7 +22,7 @@ import { RecordStore } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { mountOverlay, unmountAll } from '../util/mount.js';
-import { nanosFromDate, nowNanos, pollUntil } from '../util/time.js';
+import { elapsedMs, nanosFromDate, nowNanos, pollUntil } from '../util/time.js';
 import { UndoStack } from '../util/undo.js';
 import {
   CONTAINER_RECORD_VERSION,
@@ -127,32 +127,41 @@ export class ContainerService {
   private async createLocked(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, log: Logger): Promise<string> {
     const undo = new UndoStack();
     const record = this.newRecord(id, config, sandbox, image);
+    const timings: Record<string, number> = {};
+    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+      const started = process.hrtime.bigint();
+      const result = await fn();
+      timings[name] = elapsedMs(started);
+      return result;
+    };
     try {
       this.names.reserve(record.name, id);
       undo.push('release name', async () => this.names.release(record.name, id));
-      await this.store.save(record);
+      await step('record', () => this.store.save(record));
       this.containers.set(id, record);
       this.deps.images.retainLayers(id, record.image.layers);
       undo.push('remove record', () => this.forget(record, log));
 
       const rootfs = this.rootfsOf(id);
       undo.push('unmount rootfs', () => unmountAll(rootfs));
-      await this.mountRootfs(id, image);
+      await step('rootfs', () => this.mountRootfs(id, image));
 
       if (record.logPath) await fs.mkdir(path.dirname(record.logPath), { recursive: true });
-      const spec = await this.buildSpec(id, config, sandbox, image, rootfs);
+      const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs));
       undo.push('delete container', () => this.deps.runtime.delete(id));
-      const { pid } = await this.deps.runtime.create({
-        id,
-        spec,
-        io: { logPath: record.logPath || undefined, terminal: config.tty, stdin: config.stdin, stdinOnce: config.stdin_once },
-        log,
-      });
+      const { pid } = await step('runtimeCreate', () =>
+        this.deps.runtime.create({
+          id,
+          spec,
+          io: { logPath: record.logPath || undefined, terminal: config.tty, stdin: config.stdin, stdinOnce: config.stdin_once },
+          log,
+        }),
+      );
       record.pid = pid;
       record.phase = 'created';
       await this.store.save(record);
       undo.commit();
-      log.info({ name: config.metadata?.name, image: image.id }, 'container created');
+      log.info({ name: config.metadata?.name, image: image.id, timings }, 'container created');
       this.emit(record, 'CONTAINER_CREATED_EVENT');
       return id;
     } catch (err) {

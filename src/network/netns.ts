@@ -20,13 +20,17 @@ export function newNetnsName(): NamedNetns {
 }
 
 /**
- * Create and pin a named network namespace, with loopback up.
+ * Create and pin a named network namespace (its loopback is still down: see bringUpLoopback).
  * `ip netns add` also makes /run/netns a shared mount the first time, so the pin
  * propagates into mount namespaces made later (the pause container's among them).
  */
 export async function createNetns(netns: NamedNetns): Promise<void> {
   await run('ip', ['netns', 'add', netns.name]);
-  await run('ip', ['-n', netns.name, 'link', 'set', 'lo', 'up']);
+}
+
+/** Set `lo` up in a named netns; separate from creation so it can overlap CNI ADD. */
+export async function bringUpLoopback(netnsPath: string): Promise<void> {
+  await run('ip', ['-n', path.basename(netnsPath), 'link', 'set', 'lo', 'up']);
 }
 
 /** Remove a named netns; one that is already gone is not an error. */

@@ -8,7 +8,7 @@ import { InvalidArgumentError, messageOf } from '../errors.js';
 import type { SandboxImage } from '../image/builtin-pause.js';
 import { podCniArgs } from '../network/cni/args.js';
 import type { Attachment, CapabilityArgs, NetworkManager, SetUpResult } from '../network/cni/types.js';
-import { createNetns, newNetnsName, removeNetns } from '../network/netns.js';
+import { bringUpLoopback, createNetns, newNetnsName, removeNetns } from '../network/netns.js';
 import type { OciRuntime } from '../oci/runtime.js';
 import { cgroupsPathFor } from '../oci/spec.js';
 import { IdIndex } from '../store/id-index.js';
@@ -156,26 +156,30 @@ export class SandboxService {
       this.sandboxes.set(id, { record });
       undo.push('remove record', () => this.forget(record));
 
-      // The pod's files, netns and shm do not depend on one another. Each undo is registered
-      // before its attempt: removal tolerates what is missing, and a half-made netns is undone too.
+      // The netns, the pod's files and its shm do not depend on one another; the network needs
+      // only the netns, the pause container all three. Each undo is registered before its
+      // attempt: removal tolerates what is missing, and a half-made netns is undone too.
       const { netnsPath, shmPath } = record;
       if (netnsPath) undo.push('remove netns', () => removeNetns(netnsPath));
       if (shmPath) undo.push('unmount shm', () => unmountAll(shmPath));
+      const netns = netnsPath ? step('netns', () => createNetns({ name: path.basename(netnsPath), path: netnsPath })) : Promise.resolve();
+      const files = step('files', async () => {
+        record.hostname = await writeSandboxFiles(sandboxFilesIn(this.store.dirOf(id)), config, isHostNetwork(record));
+      });
+      const shm = shmPath ? step('shm', () => mountTmpfs(shmPath, SHM_OPTIONS)) : Promise.resolve();
       await allOrFirstError([
-        step('files', async () => {
-          record.hostname = await writeSandboxFiles(sandboxFilesIn(this.store.dirOf(id)), config, isHostNetwork(record));
+        netns,
+        files,
+        shm,
+        netnsPath && netns.then(() => step('loopback', () => bringUpLoopback(netnsPath))),
+        netns.then(() => step('cni', async () => (record.network = await this.setUpNetwork(record, undo, log)))),
+        // pause only sleeps: it may start before its network is attached.
+        Promise.all([netns, files, shm]).then(async () => {
+          record.pausePid = await step('pauseCreate', () => this.createPause(record, image, undo, log));
+          await step('pauseStart', () => this.deps.runtime.start(id));
         }),
-        netnsPath && step('netns', () => createNetns({ name: path.basename(netnsPath), path: netnsPath })),
-        shmPath && step('shm', () => mountTmpfs(shmPath, SHM_OPTIONS)),
       ]);
 
-      // The netns exists now, so the network and the pause container can be made at once.
-      await allOrFirstError([
-        step('cni', async () => (record.network = await this.setUpNetwork(record, undo, log))),
-        step('pauseCreate', async () => (record.pausePid = await this.createPause(record, image, undo, log))),
-      ]);
-
-      await step('pauseStart', () => this.deps.runtime.start(id));
       record.phase = 'ready';
       await this.store.save(record);
       undo.commit();
@@ -264,9 +268,16 @@ export class SandboxService {
     await this.members.stopAllIn(record.id, log);
     // `stopped` is written only after every step below succeeded: nothing is left to do.
     if (record.phase === 'stopped') return;
-    // The netns stays pinned while pause dies, so CNI DEL need not wait for it.
-    await allOrFirstError([this.stopPause(sandbox, log), this.tearDownNetwork(record)]);
-    await allOrFirstError([record.netnsPath && removeNetns(record.netnsPath), record.shmPath && unmountAll(record.shmPath)]);
+    // CNI DEL needs the netns, not the pause process: the two halves run side by side.
+    const { netnsPath, shmPath } = record;
+    await allOrFirstError([
+      this.stopPause(sandbox, log).then(async () => {
+        if (shmPath) await unmountAll(shmPath);
+      }),
+      this.tearDownNetwork(record).then(async () => {
+        if (netnsPath) await removeNetns(netnsPath);
+      }),
+    ]);
     record.phase = 'stopped';
     await this.store.save(record);
     log.info('sandbox stopped');
