@@ -263,6 +263,10 @@ export class ConmonRuntime implements OciRuntime {
     await writeControl(this.bundleOf(id), CONTROL_RESIZE, height, width);
   }
 
+  async release(id: string): Promise<void> {
+    await this.options.runc.delete(id, false);
+  }
+
   async delete(id: string): Promise<void> {
     const bundle = this.bundleOf(id);
     await this.options.runc.delete(id, true);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { InternalError, NotFoundError } from '../errors.js';
 import type { StreamIO } from './attach-socket.js';
@@ -39,6 +40,14 @@ export class Runc {
     return JSON.parse(result.stdout) as RuncState;
   }
 
+  /** Whether runc has state for this container (created and not yet deleted). */
+  async knows(id: string): Promise<boolean> {
+    return fs.access(path.join(this.root, id)).then(
+      () => true,
+      () => false,
+    );
+  }
+
   async start(id: string): Promise<void> {
     await run(this.binary, [...this.globalArgs(), 'start', id]);
   }
@@ -58,6 +67,9 @@ export class Runc {
 
   /** Delete the container's runc state; idempotent. */
   async delete(id: string, force: boolean): Promise<void> {
+    // runc keeps a directory per container under its root: without one there is nothing to
+    // delete, and no process need be started to learn that.
+    if (!(await this.knows(id))) return;
     const args = [...this.globalArgs(), 'delete', ...(force ? ['--force'] : []), id];
     const result = await exec(this.binary, args);
     if (result.exitCode === 0) return;

@@ -75,6 +75,11 @@ export interface OciRuntime {
   kill(id: string, signal: string, all?: boolean): Promise<boolean>;
   /** Force-delete the container, its bundle and its exit record; idempotent. */
   delete(id: string): Promise<void>;
+  /**
+   * Free what an exited container still holds in runc (its state and cgroups) ahead of
+   * delete, so the removal that follows is cheap; the bundle and exit record stay.
+   */
+  release(id: string): Promise<void>;
   state(id: string): Promise<RuncState | undefined>;
   /** The spec the container was created with, if its bundle still exists. */
   specOf(id: string): Promise<OciSpec | undefined>;

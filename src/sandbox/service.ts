@@ -306,8 +306,13 @@ export class SandboxService {
     if (sandbox.pauseExit) return;
     if (!(await this.deps.runtime.kill(id, 'KILL'))) return; // never created, or already gone
     const exit = await this.deps.runtime.waitExit(id, PAUSE_EXIT_TIMEOUT_MS);
-    if (exit) sandbox.pauseExit ??= exit;
-    else log.warn('pause container did not report its exit in time');
+    if (!exit) {
+      log.warn('pause container did not report its exit in time');
+      return;
+    }
+    sandbox.pauseExit ??= exit;
+    // Stop waits for CNI DEL anyway: freeing runc's state now takes it off RemovePodSandbox.
+    await this.deps.runtime.release(id);
   }
 
   private async tearDownNetwork(record: SandboxRecord): Promise<void> {
