@@ -125,8 +125,14 @@ export async function openPortForward(url: string, transport: Transport): Promis
       const error = connection.openStream({ streamtype: 'error', port: String(port), requestid: id });
       error.end();
       const data = connection.openStream({ streamtype: 'data', port: String(port), requestid: id });
-      error.on('data', (chunk: Buffer) => data.destroy(new Error(chunk.toString())));
-      await data.accepted();
+      const accepted = data.accepted();
+      // The failure can arrive with the reply itself; the caller listens for it only once
+      // connect() has resolved, so it is raised after that.
+      error.on('data', (chunk: Buffer) => {
+        const failure = new Error(chunk.toString());
+        void accepted.then(() => setImmediate(() => data.destroy(failure)));
+      });
+      await accepted;
       return data;
     },
     close: () => connection.close(),
