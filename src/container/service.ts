@@ -22,7 +22,7 @@ import { RecordStore } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { mountOverlay, unmountAll } from '../util/mount.js';
-import { elapsedMs, nanosFromDate, nowNanos, pollUntil } from '../util/time.js';
+import { nanosFromDate, nowNanos, pollUntil, stepTimer } from '../util/time.js';
 import { UndoStack } from '../util/undo.js';
 import {
   CONTAINER_RECORD_VERSION,
@@ -128,12 +128,7 @@ export class ContainerService {
     const undo = new UndoStack();
     const record = this.newRecord(id, config, sandbox, image);
     const timings: Record<string, number> = {};
-    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-      const started = process.hrtime.bigint();
-      const result = await fn();
-      timings[name] = elapsedMs(started);
-      return result;
-    };
+    const step = stepTimer(timings);
     try {
       this.names.reserve(record.name, id);
       undo.push('release name', async () => this.names.release(record.name, id));

@@ -18,7 +18,7 @@ import { RecordStore } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { mountTmpfs, unmountAll } from '../util/mount.js';
 import { allOrFirstError } from '../util/parallel.js';
-import { elapsedMs, nowNanos } from '../util/time.js';
+import { nowNanos, stepTimer } from '../util/time.js';
 import { UndoStack } from '../util/undo.js';
 import { sandboxFilesIn, writeSandboxFiles } from './files.js';
 import { pauseSpec } from './pause-spec.js';
@@ -140,12 +140,7 @@ export class SandboxService {
     const record = this.newRecord(id, config, runtimeHandler);
     const undo = new UndoStack();
     const timings = record.timings;
-    const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-      const started = process.hrtime.bigint();
-      const result = await fn();
-      timings[name] = elapsedMs(started);
-      return result;
-    };
+    const step = stepTimer(timings);
     try {
       this.names.reserve(record.name, id);
       undo.push('release name', async () => this.names.release(record.name, id));

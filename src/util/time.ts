@@ -33,3 +33,13 @@ export async function pollUntil(condition: () => Promise<boolean>, timeoutMs: nu
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/** A runner that times each named step into `timings` (milliseconds), for per-operation logs. */
+export function stepTimer(timings: Record<string, number>) {
+  return async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const started = process.hrtime.bigint();
+    const result = await fn();
+    timings[name] = elapsedMs(started);
+    return result;
+  };
+}
