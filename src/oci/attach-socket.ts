@@ -31,7 +31,6 @@ export interface StreamIO {
 export function relayAttachSocket(path: string, io: StreamIO, options: { onConnected?: () => void; until?: Promise<void> } = {}): Promise<void> {
   const { onConnected, until } = options;
   return new Promise((resolve, reject) => {
-    const socket = new SeqpacketSocket();
     let address: SocketAddress;
     try {
       address = socketAddress(path);
@@ -39,6 +38,7 @@ export function relayAttachSocket(path: string, io: StreamIO, options: { onConne
       reject(new InternalError(`cannot attach to ${path}: ${messageOf(err)}`));
       return;
     }
+    const socket = new SeqpacketSocket();
     let settled = false;
     const finish = (err?: Error): void => {
       address.release();
