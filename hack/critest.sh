@@ -6,11 +6,11 @@
 #
 # critest is an instrument, not part of the project: when it is not installed this script says
 # so and exits 0. Its images are built from Debian binaries by hack/conformance/images.mjs,
-# pushed under their upstream names to the local registry (hack/registry.sh), and the daemon
-# mirrors registry.k8s.io, gcr.io and public.ecr.aws to it.
+# pushed under their upstream names to a registry of the run's own (hack/lib/registry.mjs, on
+# a free port), and the daemon mirrors registry.k8s.io, gcr.io and public.ecr.aws to it.
 #
-# Everything the run makes lives under one temporary directory (socket, root, state, CNI
-# config, logs) and is removed afterwards: pods first, then the daemon, its bridge and IP
+# Everything the run makes lives under one temporary directory (registry, socket, root, state,
+# CNI config, logs) and is removed afterwards: pods first, then the daemon, its bridge and IP
 # allocations. TSCRI_CRITEST_KEEP=1 keeps the directory (logs, benchmark JSON) for reading.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,6 @@ if ! command -v critest >/dev/null; then
 fi
 [ -f dist/cli/main.js ] || npm run build >/dev/null
 
-REGISTRY=127.0.0.1:5000
 # Its own bridge and subnet, so a run never meets the default network or the e2e tests'.
 BRIDGE=tscrict0
 SUBNET=10.88.70.0/24
@@ -57,6 +56,7 @@ cleanup() {
     kill -TERM "$DAEMON_PID"
     wait "$DAEMON_PID" 2>/dev/null
   fi
+  node hack/lib/registry.mjs stop "$WORK/registry"
   ip link del "$BRIDGE" 2>/dev/null
   rm -rf "/var/lib/cni/networks/$NETWORK"
   # A mount left under WORK means a pod outlived its removal: never delete through it.
@@ -74,7 +74,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-hack/registry.sh start
+REGISTRY=$(node hack/lib/registry.mjs start "$WORK/registry")
 node hack/conformance/images.mjs --registry "$REGISTRY"
 
 mkdir -p "$WORK/cni"

@@ -22,6 +22,8 @@ export interface TestImageInfo {
   pushed?: boolean;
 }
 
+/** Every `name:tag` the catalogue holds, known without building anything. */
+export declare const TEST_IMAGE_NAMES: readonly string[];
 /** `name:tag` (e.g. `busybox:1.0`, `user:uid`) → the built image or index. Built once. */
 export declare function buildTestImages(): Promise<Map<string, Built>>;
 export declare function describeTestImages(registry: string): Promise<Record<string, TestImageInfo>>;

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The images tscri's end-to-end tests pull, built only from Debian binaries (busybox-static,
-// catatonit) and pushed to a local registry as tscri-test/<name>:<tag>.
+// catatonit) and pushed to a registry as tscri-test/<name>:<tag>. The e2e tests push them to
+// a registry of their own (test/e2e/global-setup.ts); by hand:
 //
-//   node hack/test-images.mjs [--registry 127.0.0.1:5000]
+//   node hack/test-images.mjs --registry HOST:PORT
 //
 // Building is deterministic (hack/lib/images.mjs), so digests are the same on every run and
 // pushing again skips every tag that already points at the same manifest.
@@ -94,9 +95,36 @@ async function whiteout() {
 }
 
 /**
- * The catalogue: `name:tag` → image or index, pushed as tscri-test/<name>:<tag>. Built once
- * per process (building busybox's layer is the only slow part, ~0.1 s).
+ * The catalogue: `name:tag` → how to build it, pushed as tscri-test/<name>:<tag>. The names
+ * are known without building anything, so tests can be checked against them before any runs
+ * (test/e2e/catalogue-guard.ts). Each builder gets the shared parts; reuse `busyboxLayer` where
+ * a shell is enough, so the registry stores it once and pulls share it.
  */
+const CATALOGUE = [
+  // A shell and coreutils, with users and groups (OCI format).
+  ['busybox:1.0', ({ busybox }) => busybox],
+  ['busybox:latest', ({ busybox }) => busybox],
+  // The same layer and config (so the same image id) behind a Docker schema 2 manifest.
+  ['busybox-docker:1.0', ({ busyboxLayer }) => image({ layers: [busyboxLayer], config: BUSYBOX_CONFIG, format: 'docker' })],
+  // A sandbox (pause) image: catatonit.
+  ['pause:1.0', async () => image({ layers: [await layer([pauseEntry])], config: PAUSE_CONFIG })],
+  ['whiteout:1.0', () => whiteout()],
+  // Platform selection from an OCI index and from a Docker manifest list.
+  ['multiarch:1.0', ({ busyboxLayer }) => multiarch(busyboxLayer, 'oci')],
+  ['multiarch-docker:1.0', ({ busyboxLayer }) => multiarch(busyboxLayer, 'docker')],
+  // The image config's User in its four forms.
+  ['user:uid', ({ withConfig }) => withConfig({ User: '1000' })],
+  ['user:uid-gid', ({ withConfig }) => withConfig({ User: '1000:50000' })],
+  ['user:name', ({ withConfig }) => withConfig({ User: 'www-data' })],
+  ['user:name-group', ({ withConfig }) => withConfig({ User: 'www-data:extra' })],
+  // A stop signal other than SIGTERM: StopContainer must send it first.
+  ['stopsignal:1.0', ({ withConfig }) => withConfig({ StopSignal: 'SIGUSR1' })],
+];
+
+/** Every `name:tag` the catalogue holds, in its order. */
+export const TEST_IMAGE_NAMES = Object.freeze(CATALOGUE.map(([nameTag]) => nameTag));
+
+/** Built once per process (building busybox's layer is the only slow part, ~0.1 s). */
 let catalogue;
 export function buildTestImages() {
   catalogue ??= buildCatalogue();
@@ -105,30 +133,11 @@ export function buildTestImages() {
 
 async function buildCatalogue() {
   const busyboxLayer = await layer(busyboxEntries());
-  const busybox = image({ layers: [busyboxLayer], config: BUSYBOX_CONFIG });
-  const withUser = (User) => image({ layers: [busyboxLayer], config: { ...BUSYBOX_CONFIG, User } });
-  return new Map([
-    // A shell and coreutils, with users and groups (OCI format).
-    ['busybox:1.0', busybox],
-    ['busybox:latest', busybox],
-    // The same layer and config (so the same image id) behind a Docker schema 2 manifest.
-    ['busybox-docker:1.0', image({ layers: [busyboxLayer], config: BUSYBOX_CONFIG, format: 'docker' })],
-    // A sandbox (pause) image: catatonit.
-    ['pause:1.0', image({ layers: [await layer([pauseEntry])], config: PAUSE_CONFIG })],
-    ['whiteout:1.0', await whiteout()],
-    // Platform selection from an OCI index and from a Docker manifest list.
-    ['multiarch:1.0', await multiarch(busyboxLayer, 'oci')],
-    ['multiarch-docker:1.0', await multiarch(busyboxLayer, 'docker')],
-    // The image config's User in its four forms.
-    ['user:uid', withUser('1000')],
-    ['user:uid-gid', withUser('1000:50000')],
-    ['user:name', withUser('www-data')],
-    ['user:name-group', withUser('www-data:extra')],
-
-    // ---- Images for later issues go here (container lifecycle, streaming, ...). ------------
-    // Add ['name:tag', image({...})] entries; reuse busyboxLayer where a shell is enough, so
-    // the registry stores it once and pulls share it.
-  ]);
+  const withConfig = (extra) => image({ layers: [busyboxLayer], config: { ...BUSYBOX_CONFIG, ...extra } });
+  const shared = { busyboxLayer, busybox: withConfig({}), withConfig };
+  const built = new Map();
+  for (const [nameTag, build] of CATALOGUE) built.set(nameTag, await build(shared));
+  return built;
 }
 
 /** What a test needs to know about one pushed image. */
@@ -164,7 +173,11 @@ export async function pushTestImages(registry) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { registry: { type: 'string', default: '127.0.0.1:5000' } } });
+  const { values } = parseArgs({ options: { registry: { type: 'string' } } });
+  if (!values.registry) {
+    console.error('usage: node hack/test-images.mjs --registry HOST:PORT');
+    process.exit(2);
+  }
   const started = performance.now();
   const images = await pushTestImages(values.registry);
   for (const { reference, digest, pushed } of Object.values(images)) console.log(`${reference}  ${digest}  ${pushed ? 'pushed' : 'unchanged'}`);

@@ -3,7 +3,7 @@
 // under their upstream repository paths, so that a runtime mirroring registry.k8s.io, gcr.io
 // and public.ecr.aws to that registry finds them:
 //
-//   node hack/conformance/images.mjs [--registry 127.0.0.1:5000]
+//   node hack/conformance/images.mjs --registry HOST:PORT      (hack/critest.sh passes its own)
 //
 // The userland is Debian's dynamically linked busybox (package `busybox`, fetched with
 // `apt-get download`, never installed: it conflicts with busybox-static) with the host's
@@ -237,7 +237,11 @@ export async function pushConformanceImages(registry) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { registry: { type: 'string', default: '127.0.0.1:5000' } } });
+  const { values } = parseArgs({ options: { registry: { type: 'string' } } });
+  if (!values.registry) {
+    console.error('usage: node hack/conformance/images.mjs --registry HOST:PORT');
+    process.exit(2);
+  }
   const started = performance.now();
   const results = await pushConformanceImages(values.registry);
   for (const { reference, digest, pushed } of results) console.log(`${reference}  ${digest}  ${pushed ? 'pushed' : 'unchanged'}`);

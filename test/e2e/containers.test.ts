@@ -1,11 +1,10 @@
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as cri from '../../src/api/cri.js';
-import { podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
+import { podConfig, sleep, startTestDaemon, tempDir, type TestDaemon } from './harness.js';
 import { mountsUnder } from './host.js';
 import { testImage } from './images.js';
 
@@ -18,7 +17,7 @@ describe('containers in pods', () => {
 
   beforeAll(async () => {
     daemon = await startTestDaemon();
-    logDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tscri-logs-'));
+    logDir = await tempDir('logs-');
     await daemon.images('PullImage', { image: { image: BUSYBOX } });
     for (const tag of ['uid', 'uid-gid', 'name', 'name-group']) await daemon.images('PullImage', { image: { image: testImage('user', tag) } });
     await daemon.images('PullImage', { image: { image: testImage('stopsignal') } });
@@ -190,7 +189,7 @@ describe('containers in pods', () => {
 
   it('binds a host directory with rshared propagation both ways', async () => {
     const pod = await newPod('propagation');
-    const host = await fs.mkdtemp(path.join(os.tmpdir(), 'tscri-prop-'));
+    const host = await tempDir('prop-');
     const source = path.join(host, 'shared');
     await fs.mkdir(path.join(source, 'from-host'), { recursive: true });
     await fs.mkdir(path.join(host, 'payload'));

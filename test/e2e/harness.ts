@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { inject } from 'vitest';
 import { call, connect, type CriClients } from '../../src/cli/client.js';
 import { bridgePorts, mountsUnder, processesMatching } from './host.js';
 
@@ -16,6 +17,34 @@ export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const TSCRI_BIN = path.join(REPO, 'dist/cli/main.js');
 export const TEST_PLUGIN = path.join(REPO, 'test/fixtures/cni/tscri-test-plugin');
 export const CNI_BIN_DIR = '/usr/lib/cni';
+
+/** The cgroup parent (below every hierarchy's root) of every pod a run's daemons make. */
+export const cgroupParentOf = (runId: string): string => `tscri-e2e-${runId}`;
+
+/** A new directory inside the run's own (global-setup.ts), which the run removes at its end. */
+export function tempDir(prefix: string): Promise<string> {
+  return fs.mkdtemp(path.join(inject('runDir'), prefix));
+}
+
+/** Bridges used in this process: several daemons of one file each need their own. */
+const bridgesTaken = new Set<number>();
+
+/**
+ * A bridge index no interface on the host and no daemon of this file uses: tse2e<index>
+ * with 10.88.<100 + index>.0/24. Files run one at a time, so checking the host is enough.
+ */
+async function freeBridgeIndex(): Promise<number> {
+  const start = process.pid % 100;
+  for (let i = 0; i < 150; i++) {
+    const index = (start + i) % 150;
+    if (bridgesTaken.has(index)) continue;
+    const inUse = await fs.access(`/sys/class/net/tse2e${index}`).then(() => true, () => false);
+    if (inUse) continue;
+    bridgesTaken.add(index);
+    return index;
+  }
+  throw new Error('no free test bridge: 150 tse2e* interfaces exist (left by earlier runs?)');
+}
 
 export interface NetworkPlan {
   /** Bridge interface name on the host (≤ 15 characters). */
@@ -45,8 +74,6 @@ export interface TestDirs {
   /** JSON lines written by the recording test plugin. */
   recordFile: string;
 }
-
-let fileCounter = 0;
 
 /** A daemon process and the means to inspect it. */
 export class TestDaemon {
@@ -180,8 +207,9 @@ export interface CniRecord {
 
 /** Make the temp dirs, config and CNI conf dir, and start a daemon. */
 export async function startTestDaemon(options: DaemonOptions = {}): Promise<TestDaemon> {
-  const index = (process.pid % 50) * 2 + fileCounter++;
-  const base = await fs.mkdtemp('/tmp/tse2e-');
+  const index = await freeBridgeIndex();
+  const runId = inject('runId');
+  const base = await tempDir('d');
   const dirs: TestDirs = {
     base,
     root: path.join(base, 'root'),
@@ -198,7 +226,7 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
     bridge: `tse2e${index}`,
     subnet: `10.88.${100 + index}.0/24`,
     ipamDataDir: path.join(base, 'ipam'),
-    networkName: `tse2e-net${index}`,
+    networkName: `tse2e-${runId}-${index}`,
   };
   const network = options.network ?? 'bridge';
   if (network !== 'none') {
@@ -215,7 +243,7 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
       `root = "${dirs.root}"`,
       `state = "${dirs.state}"`,
       `log_level = "debug"`,
-      `default_cgroup_parent = "/tscri-e2e"`,
+      `default_cgroup_parent = "/${cgroupParentOf(runId)}"`,
       // Top-level keys of the caller first, then any tables it adds, then ours.
       options.extraToml ?? '',
       `[cni]`,

@@ -84,3 +84,59 @@ export async function processesMatching(needle: string): Promise<number[]> {
 export function inNetns(netnsName: string, file: string, args: string[]) {
   return execa('ip', ['netns', 'exec', netnsName, file, ...args], { reject: false });
 }
+
+/**
+ * What a test run could leave on the host, read before the run and compared after it
+ * (global-setup.ts): named netns, network links, per-pod iptables chains and rules. Mounts,
+ * processes and cgroups are checked by place instead (the run's own directory and cgroup parent).
+ */
+export interface HostSnapshot {
+  netns: Set<string>;
+  links: Set<string>;
+  iptables: Set<string>;
+}
+
+export async function snapshotHost(): Promise<HostSnapshot> {
+  const netns = await fs.readdir('/run/netns').catch(() => [] as string[]);
+  const { stdout: linkJson } = await execa('ip', ['-j', 'link', 'show']);
+  const links = (JSON.parse(linkJson) as Array<{ ifname: string }>).map((l) => l.ifname);
+  const { stdout: rules } = await execa('iptables-save', [], { reject: false });
+  return { netns: new Set(netns), links: new Set(links), iptables: new Set(rules.split('\n').filter(isPodIptablesLine)) };
+}
+
+/** portmap's own chains stay once made (as under containerd and CRI-O); anything else it adds is per pod. */
+const PORTMAP_INFRASTRUCTURE = new Set(['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-MASQ', 'CNI-HOSTPORT-SETMARK']);
+
+/** A chain or rule that belongs to one pod's attachment, not to the plugins' shared chains. */
+export function isPodIptablesLine(line: string): boolean {
+  const chains = line.match(/CNI-[A-Za-z0-9-]+/g) ?? [];
+  return chains.some((chain) => !PORTMAP_INFRASTRUCTURE.has(chain));
+}
+
+/** Everything in `after` that `before` did not have, as readable lines. */
+export function leftoversSince(before: HostSnapshot, after: HostSnapshot): string[] {
+  const added = (kind: string, a: Set<string>, b: Set<string>) => [...b].filter((x) => !a.has(x)).map((x) => `${kind} ${x}`);
+  return [...added('netns', before.netns, after.netns), ...added('link', before.links, after.links), ...added('iptables', before.iptables, after.iptables)];
+}
+
+/** The cgroup directories named `parent` under every mounted hierarchy (v1) or the unified one. */
+export async function cgroupDirs(parent: string): Promise<string[]> {
+  const roots = ['/sys/fs/cgroup', ...(await fs.readdir('/sys/fs/cgroup').catch(() => [] as string[])).map((c) => path.join('/sys/fs/cgroup', c))];
+  const dirs: string[] = [];
+  for (const root of roots) {
+    const dir = path.join(root, parent);
+    if (await exists(dir)) dirs.push(dir);
+  }
+  return dirs;
+}
+
+/** Sub-cgroups below `dir`, deepest first (the order rmdir needs). */
+export async function cgroupChildren(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (!entry.isDirectory()) continue;
+    const child = path.join(dir, entry.name);
+    found.push(...(await cgroupChildren(child)), child);
+  }
+  return found;
+}

@@ -7,7 +7,7 @@ import { image, index, layer, type BuiltImage } from '../../hack/lib/images.mjs'
 import { findExecutable } from '../../src/util/executable.js';
 import { FakeRegistry } from './fake-registry.js';
 import { podConfig, startTestDaemon, type TestDaemon } from './harness.js';
-import { LOCAL_REGISTRY, mirrorToml, testImage } from './images.js';
+import { absentTestImage, LOCAL_REGISTRY, mirrorToml, testImage } from './images.js';
 
 const spec = (ref: string) => ({ image: ref });
 
@@ -75,8 +75,10 @@ describe('pulling images from registries', () => {
     expect(status!.id).toBe(docker.image_ref);
   });
 
-  it.each(['multiarch', 'multiarch-docker'])('picks linux/amd64 from the %s index', async (name) => {
-    const ref = testImage(name);
+  it.each([
+    ['multiarch', testImage('multiarch')],
+    ['multiarch-docker', testImage('multiarch-docker')],
+  ])('picks linux/amd64 from the %s index', async (name, ref) => {
     await daemon.images('PullImage', { image: spec(ref) });
     const { image: status, info } = await daemon.images('ImageStatus', { image: spec(ref), verbose: true });
     const details = JSON.parse(info.info!);
@@ -102,7 +104,7 @@ describe('pulling images from registries', () => {
 
   it('refuses malformed references as InvalidArgument and reports a missing image as NotFound', async () => {
     await expect(daemon.images('PullImage', { image: spec('Not/A:Valid::Ref') })).rejects.toMatchObject({ code: grpcStatus.INVALID_ARGUMENT });
-    await expect(daemon.images('PullImage', { image: spec(testImage('no-such-image')) })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    await expect(daemon.images('PullImage', { image: spec(absentTestImage('no-such-image')) })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
     const { image: missing } = await daemon.images('ImageStatus', { image: spec('docker.io/library/never-pulled:1'), verbose: false });
     expect(missing).toBeNull();
   });

@@ -1,23 +1,29 @@
 /**
- * The test images of hack/test-images.mjs as the e2e tests see them: references into the local
- * registry (started and filled by global-setup.ts) and the digests they must pull to.
+ * The test images of hack/test-images.mjs as the e2e tests see them: references into the
+ * run's own registry (started and filled by global-setup.ts) and the digests they must pull to.
  */
+import { inject } from 'vitest';
 import { remoteDigest } from '../../hack/lib/images.mjs';
-import { describeTestImages, REPOSITORY_PREFIX, type TestImageInfo } from '../../hack/test-images.mjs';
+import { describeTestImages, REPOSITORY_PREFIX, TEST_IMAGE_NAMES, type TestImageInfo } from '../../hack/test-images.mjs';
+import { nameTag } from './catalogue-guard.js';
 
 export type { TestImageInfo };
 
-export const LOCAL_REGISTRY = '127.0.0.1:5000';
+/** `127.0.0.1:<port>` of the registry this run started; nothing else is ever pulled from. */
+export const LOCAL_REGISTRY = inject('registry');
 
-/** `busybox` → `busybox:1.0`; `user:uid` and (`user`, `uid`) stay as given. */
-function nameTag(name: string, tag?: string): string {
-  if (tag !== undefined) return `${name}:${tag}`;
-  return name.includes(':') ? name : `${name}:1.0`;
+/** `testImage('busybox')` → `127.0.0.1:<port>/tscri-test/busybox:1.0`; only catalogue images. */
+export function testImage(name: string, tag?: string): string {
+  const key = nameTag(name, tag);
+  if (!TEST_IMAGE_NAMES.includes(key)) throw new Error(`no test image ${key} in hack/test-images.mjs (it has ${TEST_IMAGE_NAMES.join(', ')})`);
+  return `${LOCAL_REGISTRY}/${REPOSITORY_PREFIX}/${key}`;
 }
 
-/** `testImage('busybox')` → `127.0.0.1:5000/tscri-test/busybox:1.0`. */
-export function testImage(name: string, tag?: string): string {
-  return `${LOCAL_REGISTRY}/${REPOSITORY_PREFIX}/${nameTag(name, tag)}`;
+/** A reference into the run's registry that the catalogue deliberately lacks, for NotFound tests. */
+export function absentTestImage(name: string): string {
+  const key = nameTag(name);
+  if (TEST_IMAGE_NAMES.includes(key)) throw new Error(`test image ${key} exists in hack/test-images.mjs; pick a name it lacks`);
+  return `${LOCAL_REGISTRY}/${REPOSITORY_PREFIX}/${key}`;
 }
 
 /**
@@ -40,7 +46,7 @@ export async function registryDigest(reference: string): Promise<string | undefi
   return remoteDigest(host, repository, tag);
 }
 
-/** A config fragment that sends pulls for `host` to the local registry (the origin stays unreachable). */
+/** A config fragment that sends pulls for `host` to the run's registry (the origin stays unreachable). */
 export function mirrorToml(host: string): string {
   return `[registry.mirrors."${host}"]\nendpoints = ["http://${LOCAL_REGISTRY}"]\n`;
 }
