@@ -298,21 +298,21 @@ export class ContainerService {
   }
 
   /**
-   * Send the stop signal, wait up to `timeoutSeconds`, then SIGKILL. Processes of a container
+   * Send the stop signal, wait up to `graceMs`, then SIGKILL. Processes of a container
    * sharing the pod's pid namespace are killed as a group, since ending its first process
    * would not end them.
    */
-  async stop(idOrPrefix: string, timeoutSeconds: number, log: Logger): Promise<void> {
+  async stop(idOrPrefix: string, graceMs: number, log: Logger): Promise<void> {
     const id = this.get(idOrPrefix).id;
-    await this.locks.run(id, () => this.stopLocked(this.get(id), timeoutSeconds, log));
+    await this.locks.run(id, () => this.stopLocked(this.get(id), graceMs, log));
   }
 
-  private async stopLocked(record: ContainerRecord, timeoutSeconds: number, log: Logger): Promise<void> {
+  private async stopLocked(record: ContainerRecord, graceMs: number, log: Logger): Promise<void> {
     if (record.exit) return;
     const all = !record.ownPidNamespace;
-    if (timeoutSeconds > 0 && record.startedAt) {
+    if (graceMs > 0 && record.startedAt) {
       const signalled = await this.deps.runtime.kill(record.id, record.stopSignal, all);
-      if (signalled && (await this.waitForExit(record, timeoutSeconds * 1000))) {
+      if (signalled && (await this.waitForExit(record, graceMs))) {
         log.info({ signal: record.stopSignal }, 'container stopped');
         return;
       }
@@ -482,7 +482,7 @@ export class ContainerService {
   }
 
   /** ExecSync: run a command to completion; a timeout kills it and is DeadlineExceeded. */
-  async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<wire.ExecSyncResponse> {
+  async execSync(idOrPrefix: string, cmd: string[], timeoutMs: number): Promise<wire.ExecSyncResponse> {
     const record = this.get(idOrPrefix);
     if (cmd.length === 0) throw new InvalidArgumentError('exec needs a command');
     if (criStateOf(record) !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${record.id} is not running`);
@@ -491,9 +491,9 @@ export class ContainerService {
     const outcome = await this.deps.runtime.exec(
       record.id,
       { ...spec.process, args: cmd, terminal: false },
-      { maxOutputBytes: EXEC_OUTPUT_LIMIT, ...(timeoutSeconds > 0 ? { timeoutMs: timeoutSeconds * 1000 } : {}) },
+      { maxOutputBytes: EXEC_OUTPUT_LIMIT, ...(timeoutMs > 0 ? { timeoutMs } : {}) },
     );
-    if (outcome.timedOut) throw new DeadlineExceededError(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds}s`);
+    if (outcome.timedOut) throw new DeadlineExceededError(`command ${JSON.stringify(cmd)} timed out after ${timeoutMs / 1000}s`);
     return { stdout: outcome.stdout, stderr: outcome.stderr, exit_code: outcome.exitCode };
   }
 

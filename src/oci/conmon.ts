@@ -21,6 +21,7 @@ import type {
 import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
 import { newId } from '../util/ids.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
+import { after } from '../util/timer.js';
 
 export interface ConmonRuntimeOptions {
   /** Absolute path of the conmon binary. */
@@ -302,7 +303,7 @@ export class ConmonRuntime implements OciRuntime {
       const onExit = (exitedId: string, exit: ContainerExit): void => {
         if (exitedId === id) finish(exit);
       };
-      const timer = setTimeout(() => finish(undefined), timeoutMs);
+      const timer = after(timeoutMs, () => finish(undefined));
       const finish = (exit: ContainerExit | undefined): void => {
         clearTimeout(timer);
         this.exits.off('exit', onExit);

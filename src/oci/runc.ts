@@ -8,6 +8,7 @@ import type { StreamIO } from './attach-socket.js';
 import type { ExecOptions, ExecOutcome } from './runtime.js';
 import { exec, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
+import { after } from '../util/timer.js';
 
 /** How long runc exec gets to exit after its timed-out process was killed. */
 const RUNC_EXEC_GRACE_MS = 2000;
@@ -107,11 +108,11 @@ export class Runc {
     const timer =
       options.timeoutMs === undefined
         ? undefined
-        : setTimeout(() => {
+        : after(options.timeoutMs, () => {
             timedOut = true;
             void killFromPidFile(pidFile);
-            straggler = setTimeout(() => child.kill('SIGKILL'), RUNC_EXEC_GRACE_MS);
-          }, options.timeoutMs);
+            straggler = after(RUNC_EXEC_GRACE_MS, () => child.kill('SIGKILL'));
+          });
     const exitCode = await new Promise<number>((resolve, reject) => {
       child.on('error', reject);
       child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));

@@ -6,6 +6,7 @@ import type { RuntimeInfoService } from '../info/service.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { StreamingService } from '../streaming/service.js';
 import { eventStream, unary, unimplemented, unimplementedStream, type WrapOptions } from './wrap.js';
+import { secondsToDelay } from '../util/timer.js';
 
 export interface RuntimeServices {
   info: RuntimeInfoService;
@@ -52,7 +53,7 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
       return {};
     }),
     StopContainer: unary('StopContainer', options, async (req, ctx) => {
-      await containers.stop(req.container_id, Number(req.timeout), ctx.log);
+      await containers.stop(req.container_id, secondsToDelay(req.timeout), ctx.log);
       return {};
     }),
     RemoveContainer: unary('RemoveContainer', options, async (req, ctx) => {
@@ -70,7 +71,7 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
       await containers.reopenLog(req.container_id);
       return {};
     }),
-    ExecSync: unary('ExecSync', options, (req) => containers.execSync(req.container_id, req.cmd, Number(req.timeout))),
+    ExecSync: unary('ExecSync', options, (req) => containers.execSync(req.container_id, req.cmd, secondsToDelay(req.timeout))),
     Exec: unary('Exec', options, async (req) => streaming.prepareExec(req)),
     Attach: unary('Attach', options, async (req) => streaming.prepareAttach(req)),
     PortForward: unary('PortForward', options, async (req) => streaming.preparePortForward(req)),

@@ -7,6 +7,7 @@ import type { RuntimeServiceHandlers } from '../api/generated/runtime/v1/Runtime
 import { loadCri } from '../api/cri.js';
 import { InternalError, messageOf } from '../errors.js';
 import { filteredConnection } from './authority.js';
+import { after } from '../util/timer.js';
 
 /** Messages up to 16 MiB: ListContainers/ListPodSandbox replies on a busy node are large. */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -47,10 +48,10 @@ export class CriServer {
   async close(graceMs: number): Promise<void> {
     this.listener?.close();
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = after(graceMs, () => {
         this.server.forceShutdown();
         resolve();
-      }, graceMs);
+      });
       this.server.tryShutdown(() => {
         clearTimeout(timer);
         resolve();

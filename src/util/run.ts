@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { InternalError } from '../errors.js';
+import { after } from './timer.js';
 
 export interface ExecOptions {
   /** Written to the child's stdin, which is then closed. */
@@ -42,10 +43,10 @@ export function exec(file: string, args: readonly string[], options: ExecOptions
     const timer =
       options.timeoutMs === undefined
         ? undefined
-        : setTimeout(() => {
+        : after(options.timeoutMs, () => {
             timedOut = true;
             child.kill('SIGKILL');
-          }, options.timeoutMs);
+          });
     child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
     child.on('error', (err) => {

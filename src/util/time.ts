@@ -1,3 +1,4 @@
+import { sleep } from './timer.js';
 /**
  * CRI timestamps are nanoseconds since the epoch in an int64. Date.now() only has millisecond
  * resolution, and kubelet orders sandboxes of one pod by created_at, so two made in the same
@@ -30,7 +31,7 @@ export async function pollUntil(condition: () => Promise<boolean>, timeoutMs: nu
   for (;;) {
     if (await condition()) return true;
     if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await sleep(intervalMs);
   }
 }
 
