@@ -35,6 +35,8 @@ export interface Config {
   cgroupDriver: CgroupDriver;
   /** Cgroup parent for pods whose config names none. */
   defaultCgroupParent: string;
+  /** Where Localhost seccomp profiles must be (kubelet's <root-dir>/seccomp). */
+  seccompProfileRoot: string;
   runtime: {
     /** runc binary, a path or a name looked up in PATH. */
     runc: string;
@@ -70,6 +72,7 @@ export function defaultConfig(): Config {
     logLevel: 'info',
     cgroupDriver: 'cgroupfs',
     defaultCgroupParent: '/tscri',
+    seccompProfileRoot: '/var/lib/kubelet/seccomp',
     runtime: { runc: 'runc', conmon: 'conmon' },
     cni: {
       confDir: '/etc/cni/net.d',
@@ -109,7 +112,7 @@ function compile(r: Reader): Config {
   const cfg = defaultConfig();
   r.allowOnly([
     'listen', 'root', 'state', 'sandbox_image', 'log_level', 'cgroup_driver',
-    'default_cgroup_parent', 'runtime', 'cni', 'registry', 'streaming',
+    'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cni', 'registry', 'streaming',
   ]);
   const listen = r.string('listen');
   if (listen !== undefined) cfg.socketPath = socketPathOf(listen, r.origin);
@@ -119,6 +122,7 @@ function compile(r: Reader): Config {
   cfg.logLevel = r.oneOf('log_level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? cfg.logLevel;
   cfg.cgroupDriver = r.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
   cfg.defaultCgroupParent = r.absolutePath('default_cgroup_parent') ?? cfg.defaultCgroupParent;
+  cfg.seccompProfileRoot = r.absolutePath('seccomp_profile_root') ?? cfg.seccompProfileRoot;
 
   const runtime = r.table('runtime');
   if (runtime) {

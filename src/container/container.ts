@@ -1,4 +1,5 @@
 import type * as cri from '../api/cri.js';
+import { joinNameParts } from '../store/names.js';
 
 /**
  * Life of a container record:
@@ -75,5 +76,5 @@ export function exitReason(exitCode: number, oomKilled: boolean): ContainerExitR
 
 /** The reserved name of a container: unique per container name, attempt and pod. */
 export function containerNameOf(meta: cri.ContainerMetadata, pod: cri.PodSandboxMetadata): string {
-  return [meta.name, pod.name, pod.namespace, pod.uid, String(meta.attempt)].join('_');
+  return joinNameParts([meta.name, pod.name, pod.namespace, pod.uid, String(meta.attempt)]);
 }

@@ -35,6 +35,10 @@ import { ContainerEvents, type ContainerEventType } from './events.js';
 import { prepareMounts } from './mounts.js';
 import { ociResources } from './resources.js';
 import { containerSpec, type PodContext } from './spec.js';
+import { validateCreateContainer, validateExecCommand } from './validate.js';
+import { checkResources } from '../validation/linux.js';
+import { quote } from '../validation/fields.js';
+import { createRegularFile, joinBelow, makeDirsBelow } from '../util/confined.js';
 
 /** kubelet caps ExecSync output at 16 MiB per stream; so do we. */
 const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
@@ -111,17 +115,33 @@ export class ContainerService {
   }
 
   async create(request: cri.CreateContainerRequest, baseLog: Logger): Promise<string> {
+    validateCreateContainer(request);
     const config = request.config;
-    if (!config?.metadata?.name) throw new InvalidArgumentError('container config must have metadata.name');
-    if (!config.image?.image) throw new InvalidArgumentError('container config must name an image');
     const sandbox = this.deps.sandboxes.get(request.pod_sandbox_id);
     if (sandboxStateOf(sandbox) !== 'SANDBOX_READY') {
       throw new FailedPreconditionError(`sandbox ${sandbox.record.id} is not ready`);
     }
-    const image = this.deps.images.get(config.image.image);
+    this.checkPidTarget(config, sandbox);
+    const image = this.deps.images.get(config.image!.image);
     const id = newId();
     const log = baseLog.child({ containerId: id, podSandboxId: sandbox.record.id });
     return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, log));
+  }
+
+  /**
+   * A container may share the PID namespace of another container of its own pod only: one
+   * in another pod would see and signal that pod's processes.
+   */
+  private checkPidTarget(config: cri.ContainerConfig, sandbox: Sandbox): void {
+    const options = config.linux?.security_context?.namespace_options;
+    if (options?.pid !== 'TARGET') return;
+    const target = this.containers.find(options.target_id);
+    if (!target || target.sandboxId !== sandbox.record.id) {
+      throw new InvalidArgumentError(`config.linux.security_context.namespace_options.target_id ${quote(options.target_id)} names no container of pod ${sandbox.record.id}`);
+    }
+    if (criStateOf(target) !== 'CONTAINER_RUNNING' || !target.pid) {
+      throw new FailedPreconditionError(`pid namespace target ${target.id} is not running`);
+    }
   }
 
   private async createLocked(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, log: Logger): Promise<string> {
@@ -141,7 +161,9 @@ export class ContainerService {
       undo.push('unmount rootfs', () => unmountAll(rootfs));
       await step('rootfs', () => this.mountRootfs(id, image));
 
-      if (record.logPath) await fs.mkdir(path.dirname(record.logPath), { recursive: true });
+      if (record.logPath && (await step('logFile', () => prepareLogFile(sandbox.record.config.log_directory, config.log_path)))) {
+        undo.push('remove log file', () => fs.rm(record.logPath, { force: true }));
+      }
       const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs));
       undo.push('delete container', () => this.deps.runtime.delete(id));
       const { pid } = await step('runtimeCreate', () =>
@@ -184,7 +206,7 @@ export class ContainerService {
       },
       phase: 'creating',
       createdAt: nowNanos(),
-      logPath: logDir && config.log_path ? path.join(logDir, config.log_path) : '',
+      logPath: logDir && config.log_path ? joinBelow(logDir, config.log_path, 'config.log_path') : '',
       resources: config.linux?.resources ?? null,
       stopSignal,
       ownPidNamespace: pidMode === 'CONTAINER',
@@ -221,11 +243,12 @@ export class ContainerService {
         seccompProfilePath: security?.seccomp_profile_path ?? '',
         privileged,
         capabilities,
+        profileRoot: this.deps.config.seccompProfileRoot,
       }),
     ]);
     const pod = this.podContext(sandbox);
-    const targetId = config.linux?.security_context?.namespace_options?.target_id;
-    const targetPid = targetId ? this.get(targetId).pid : undefined;
+    const namespaces = config.linux?.security_context?.namespace_options;
+    const targetPid = namespaces?.pid === 'TARGET' ? this.get(namespaces.target_id).pid : undefined;
     return containerSpec({
       containerId: id,
       config,
@@ -460,6 +483,7 @@ export class ContainerService {
   }
 
   async updateResources(idOrPrefix: string, resources: cri.LinuxContainerResources | null, log: Logger): Promise<void> {
+    checkResources('linux', resources);
     const record = this.get(idOrPrefix);
     if (!resources) return;
     await this.locks.run(record.id, async () => {
@@ -483,8 +507,8 @@ export class ContainerService {
 
   /** ExecSync: run a command to completion; a timeout kills it and is DeadlineExceeded. */
   async execSync(idOrPrefix: string, cmd: string[], timeoutMs: number): Promise<wire.ExecSyncResponse> {
+    validateExecCommand('cmd', cmd);
     const record = this.get(idOrPrefix);
-    if (cmd.length === 0) throw new InvalidArgumentError('exec needs a command');
     if (criStateOf(record) !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${record.id} is not running`);
     const spec = await this.deps.runtime.specOf(record.id);
     if (!spec) throw new NotFoundError(`container ${record.id} has no bundle`);
@@ -510,6 +534,17 @@ export class ContainerService {
 }
 
 /** CRI's Signal enum names are signal names; RUNTIME_DEFAULT means the image's, or SIGTERM. */
+/**
+ * The log file's directories made below the pod's log directory and the file created, none
+ * of them through a symlink: conmon then opens (and on rotation reopens) a regular file that
+ * the log directory's owner put there, never a link to elsewhere on the host. True when the
+ * file is new.
+ */
+async function prepareLogFile(logDirectory: string, logPath: string): Promise<boolean> {
+  const dir = await makeDirsBelow(logDirectory, path.dirname(logPath), 'config.log_path');
+  return createRegularFile(path.join(dir, path.basename(logPath)), 'config.log_path');
+}
+
 function signalName(requested: string, imageStopSignal: string | undefined): string {
   if (requested && requested !== 'RUNTIME_DEFAULT') return requested;
   const image = (imageStopSignal ?? '').trim().toUpperCase();

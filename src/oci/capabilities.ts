@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.js';
 import { DEFAULT_CAPABILITIES } from './spec.js';
+import { quote } from '../validation/fields.js';
 
 /** Linux capabilities by number (include/uapi/linux/capability.h). */
 const CAPABILITY_NAMES: readonly string[] = [
@@ -41,7 +42,7 @@ export function allCapabilities(): string[] {
 export function normalizeCapability(name: string): string {
   const upper = name.trim().toUpperCase();
   const full = upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
-  if (!CAPABILITY_NAMES.includes(full)) throw new InvalidArgumentError(`unknown capability "${name}"`);
+  if (!CAPABILITY_NAMES.includes(full)) throw new InvalidArgumentError(`unknown capability ${quote(name)}`);
   return full;
 }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type * as cri from '../api/cri.js';
 import { InvalidArgumentError, errnoCode } from '../errors.js';
 import type { OciDevice, OciDeviceRule } from './spec-types.js';
+import { quote } from '../validation/fields.js';
 
 export interface PreparedDevices {
   devices: OciDevice[];
@@ -25,7 +26,7 @@ export async function prepareDevices(requested: cri.Device[]): Promise<PreparedD
   const result: PreparedDevices = { devices: [], rules: [] };
   for (const device of requested) {
     const permissions = device.permissions || 'rwm';
-    if (!/^[rwm]+$/.test(permissions)) throw new InvalidArgumentError(`device permissions "${permissions}" must be a combination of r, w and m`);
+    if (!/^[rwm]+$/.test(permissions)) throw new InvalidArgumentError(`device permissions ${quote(permissions)} must be a combination of r, w and m`);
     let stat: BigIntStats;
     try {
       stat = await fs.stat(device.host_path, { bigint: true });

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, errnoCode } from '../errors.js';
+import { quote } from '../validation/fields.js';
 
 /** The identity a container process runs as. */
 export interface ResolvedUser {
@@ -46,7 +47,7 @@ export async function resolveUser(rootfs: string, spec: string, extraGids: numbe
     entry = passwd.find((p) => p.uid === uid);
   } else {
     entry = passwd.find((p) => p.name === userPart);
-    if (!entry) throw new InvalidArgumentError(`user "${userPart}" not found in the image's /etc/passwd`);
+    if (!entry) throw new InvalidArgumentError(`user ${quote(userPart)} not found in the image's /etc/passwd`);
     uid = entry.uid;
   }
   let gid = entry?.gid ?? 0;
@@ -54,7 +55,7 @@ export async function resolveUser(rootfs: string, spec: string, extraGids: numbe
     if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
     else {
       const group = groups.find((g) => g.name === groupPart);
-      if (!group) throw new InvalidArgumentError(`group "${groupPart}" not found in the image's /etc/group`);
+      if (!group) throw new InvalidArgumentError(`group ${quote(groupPart)} not found in the image's /etc/group`);
       gid = group.gid;
     }
   }

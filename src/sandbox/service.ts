@@ -31,6 +31,7 @@ import {
   type SandboxRecord,
 } from './sandbox.js';
 import { namespaceOptionsOf, sandboxNameOf, validateSandboxConfig } from './validate.js';
+import { quote } from '../validation/fields.js';
 
 /** The interface name of the pod's network inside its namespace. */
 export const POD_IFNAME = 'eth0';
@@ -385,7 +386,7 @@ export class SandboxService {
 
 function checkRuntimeHandler(handler: string): void {
   if (!(RUNTIME_HANDLERS as readonly string[]).includes(handler)) {
-    throw new InvalidArgumentError(`runtime handler "${handler}" is not configured (tscri serves: runc)`);
+    throw new InvalidArgumentError(`runtime_handler: ${quote(handler)} is not configured (tscri serves: runc)`);
   }
 }
 

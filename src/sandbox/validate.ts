@@ -1,5 +1,28 @@
 import type * as cri from '../api/cri.js';
+import { Protocol } from '../api/generated/runtime/v1/Protocol.js';
+import { SupplementalGroupsPolicy } from '../api/generated/runtime/v1/SupplementalGroupsPolicy.js';
 import { InvalidArgumentError } from '../errors.js';
+import { joinNameParts } from '../store/names.js';
+import {
+  checkAbsolutePath,
+  checkEnum,
+  checkList,
+  checkNumber,
+  checkStringMap,
+  checkText,
+  invalid,
+  isIpAddress,
+} from '../validation/fields.js';
+import {
+  checkGroups,
+  checkId,
+  checkNamespaceOptions,
+  checkResources,
+  checkSeccompProfilePath,
+  checkSecurityProfile,
+  checkSelinux,
+  checkSysctls,
+} from '../validation/linux.js';
 
 /** The namespace options a sandbox asked for, with the defaults of an unset security context. */
 export function namespaceOptionsOf(config: cri.PodSandboxConfig): cri.NamespaceOption {
@@ -13,31 +36,91 @@ export function namespaceOptionsOf(config: cri.PodSandboxConfig): cri.NamespaceO
   };
 }
 
-/** Reject what RunPodSandbox cannot serve, naming the missing or bad field. */
+/** A DNS label or dotted name, as Linux keeps in the kernel's hostname (HOST_NAME_MAX 64). */
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
+/** A search domain or resolver option: one token of a resolv.conf line. */
+const DNS_TOKEN = { maxBytes: 253, noSpace: true } as const;
+/** glibc reads at most 3 nameservers; Kubernetes allows 32 search domains. */
+const MAX_DNS_SERVERS = 3;
+const MAX_DNS_SEARCHES = 32;
+const MAX_PORT_MAPPINGS = 1024;
+
+/**
+ * Everything RunPodSandbox must refuse, checked before anything is made: missing metadata,
+ * values that would become lines of the pod's hosts or resolv.conf, enums out of range,
+ * numbers the kernel refuses, sysctls that are not the pod's own.
+ */
 export function validateSandboxConfig(config: cri.PodSandboxConfig | null): asserts config is cri.PodSandboxConfig {
-  if (!config) throw new InvalidArgumentError('sandbox config is required');
-  const meta = config.metadata;
-  if (!meta) throw new InvalidArgumentError('sandbox config must have metadata');
-  for (const field of ['name', 'namespace', 'uid'] as const) {
-    if (!meta[field]) throw new InvalidArgumentError(`sandbox metadata.${field} is required`);
-  }
-  // attempt is a proto3 uint32: an unset attempt and attempt 0 (kubelet's first) are the
-  // same on the wire, so there is nothing further to check for it.
-  for (const mapping of config.port_mappings) {
-    if (mapping.container_port <= 0 || mapping.container_port > 65535) {
-      throw new InvalidArgumentError(`port mapping container_port ${mapping.container_port} is out of range`);
-    }
-    if (mapping.host_port < 0 || mapping.host_port > 65535) {
-      throw new InvalidArgumentError(`port mapping host_port ${mapping.host_port} is out of range`);
-    }
-  }
-  const userns = config.linux?.security_context?.namespace_options?.userns_options;
-  if (userns && userns.mode !== 'NODE' && userns.mode !== 'POD') {
-    throw new InvalidArgumentError(`user namespace mode ${userns.mode} is not supported for sandboxes`);
-  }
+  if (!config) throw new InvalidArgumentError('config is required');
+  checkMetadata(config.metadata);
+  checkText('config.hostname', config.hostname, { maxBytes: 64, pattern: HOSTNAME, patternHint: 'a hostname (letters, digits, "-", "_" and ".")' });
+  checkAbsolutePath('config.log_directory', config.log_directory);
+  checkDns(config.dns_config);
+  checkList('config.port_mappings', config.port_mappings, MAX_PORT_MAPPINGS, checkPortMapping);
+  checkStringMap('config.labels', config.labels);
+  checkStringMap('config.annotations', config.annotations);
+  checkLinux(config.linux);
+}
+
+function checkMetadata(meta: cri.PodSandboxMetadata | null): void {
+  if (!meta) throw invalid('config.metadata', 'is required');
+  // Kubernetes' own limit for names (DNS subdomains); the three travel in CNI_ARGS, which has
+  // no escaping for its ";" and "=" separators.
+  const rules = { required: true, maxBytes: 253, singleLine: true, pattern: /^[^;=]*$/, patternHint: 'free of ";" and "=" (they separate CNI_ARGS)' };
+  checkText('config.metadata.name', meta.name, rules);
+  checkText('config.metadata.namespace', meta.namespace, rules);
+  checkText('config.metadata.uid', meta.uid, rules);
+}
+
+function checkDns(dns: cri.DNSConfig | null): void {
+  if (!dns) return;
+  checkList('config.dns_config.servers', dns.servers, MAX_DNS_SERVERS, (server, field) => {
+    checkText(field, server, { required: true, maxBytes: 64, noSpace: true });
+    if (!isIpAddress(server)) throw invalid(field, `${JSON.stringify(server)} is not an IP address`);
+  });
+  checkList('config.dns_config.searches', dns.searches, MAX_DNS_SEARCHES, (search, field) => checkText(field, search, { required: true, ...DNS_TOKEN }));
+  checkList('config.dns_config.options', dns.options, 32, (option, field) => checkText(field, option, { required: true, ...DNS_TOKEN }));
+}
+
+function checkPortMapping(mapping: cri.PortMapping, field: string): void {
+  checkEnum(`${field}.protocol`, mapping.protocol, Object.values(Protocol));
+  checkNumber(`${field}.container_port`, mapping.container_port, 1, 65535);
+  checkNumber(`${field}.host_port`, mapping.host_port, 0, 65535);
+  const hostIp = checkText(`${field}.host_ip`, mapping.host_ip, { maxBytes: 64, noSpace: true });
+  if (hostIp && !isIpAddress(hostIp)) throw invalid(`${field}.host_ip`, `${JSON.stringify(hostIp)} is not an IP address`);
+}
+
+function checkLinux(linux: cri.LinuxPodSandboxConfig | null): void {
+  if (!linux) return;
+  checkText('config.linux.cgroup_parent', linux.cgroup_parent, { maxBytes: 4096, singleLine: true });
+  if (linux.cgroup_parent.split('/').includes('..')) throw invalid('config.linux.cgroup_parent', 'must not contain ".."');
+  const security = linux.security_context;
+  const namespaces = security?.namespace_options ?? null;
+  checkNamespaceOptions('config.linux.security_context.namespace_options', namespaces, 'pod');
+  checkUserNamespace(namespaces?.userns_options ?? null);
+  checkSysctls('config.linux.sysctls', linux.sysctls, namespaces?.network === 'NODE', namespaces?.ipc === 'NODE');
+  checkResources('config.linux.overhead', linux.overhead);
+  checkResources('config.linux.resources', linux.resources);
+  if (!security) return;
+  const field = 'config.linux.security_context';
+  checkSelinux(`${field}.selinux_options`, security.selinux_options);
+  checkId(`${field}.run_as_user`, security.run_as_user);
+  checkId(`${field}.run_as_group`, security.run_as_group);
+  checkGroups(`${field}.supplemental_groups`, security.supplemental_groups);
+  checkEnum(`${field}.supplemental_groups_policy`, security.supplemental_groups_policy, Object.values(SupplementalGroupsPolicy));
+  checkSeccompProfilePath(`${field}.seccomp_profile_path`, security.seccomp_profile_path);
+  checkSecurityProfile(`${field}.seccomp`, security.seccomp);
+  checkSecurityProfile(`${field}.apparmor`, security.apparmor);
+}
+
+function checkUserNamespace(userns: cri.UserNamespace | null): void {
+  if (!userns) return;
+  const field = 'config.linux.security_context.namespace_options.userns_options';
+  const mode = checkEnum(`${field}.mode`, userns.mode, ['NODE', 'POD', 'CONTAINER', 'TARGET']);
+  if (mode !== 'NODE' && mode !== 'POD') throw invalid(`${field}.mode`, `${mode} is not supported for sandboxes (NODE or POD)`);
 }
 
 /** The reserved name of a pod: unique per name, namespace, uid and attempt. */
 export function sandboxNameOf(meta: cri.PodSandboxMetadata): string {
-  return [meta.name, meta.namespace, meta.uid, String(meta.attempt)].join('_');
+  return joinNameParts([meta.name, meta.namespace, meta.uid, String(meta.attempt)]);
 }

@@ -15,10 +15,16 @@ const STATUS_OF: Record<ErrorCode, grpc.status> = {
   Internal: grpc.status.INTERNAL,
 };
 
+/**
+ * The longest status message sent. Messages quote what clients, registries and plugins sent
+ * only in short excerpts, but a message built from many parts still must not grow without
+ * bound: grpc-js clients drop a status whose headers pass ~80 KB and report a bare error.
+ */
+export const MAX_STATUS_MESSAGE_CHARS = 4096;
+
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
-  if (err instanceof TscriError) {
-    return { code: STATUS_OF[err.code], details: err.message, message: err.message };
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: grpc.status.INTERNAL, details: message, message };
+  const code = err instanceof TscriError ? STATUS_OF[err.code] : grpc.status.INTERNAL;
+  const full = err instanceof Error ? err.message : String(err);
+  const message = full.length > MAX_STATUS_MESSAGE_CHARS ? `${full.slice(0, MAX_STATUS_MESSAGE_CHARS)}… (${full.length} characters)` : full;
+  return { code, details: message, message };
 }

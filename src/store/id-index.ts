@@ -1,4 +1,5 @@
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { quote } from '../validation/fields.js';
 
 /**
  * Objects by id, where callers may name an object by any unique prefix of its id, as
@@ -28,7 +29,7 @@ export class IdIndex<T> {
   /** The object whose id is, or uniquely starts with, `idOrPrefix`. */
   get(idOrPrefix: string): T {
     const found = this.find(idOrPrefix);
-    if (found === undefined) throw new NotFoundError(`${this.kind} "${idOrPrefix}" not found`);
+    if (found === undefined) throw new NotFoundError(`${this.kind} ${quote(idOrPrefix)} not found`);
     return found;
   }
 
@@ -40,7 +41,7 @@ export class IdIndex<T> {
     let match: T | undefined;
     for (const [id, item] of this.items) {
       if (!id.startsWith(idOrPrefix)) continue;
-      if (match !== undefined) throw new InvalidArgumentError(`${this.kind} id prefix "${idOrPrefix}" is ambiguous`);
+      if (match !== undefined) throw new InvalidArgumentError(`${this.kind} id prefix ${quote(idOrPrefix)} is ambiguous`);
       match = item;
     }
     return match;

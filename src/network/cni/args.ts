@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../errors.js';
+import { quote } from '../../validation/fields.js';
 
 export type CniArgPair = [key: string, value: string];
 
@@ -18,8 +19,8 @@ export interface PodIdentity {
 export function buildCniArgs(pairs: ReadonlyArray<readonly [string, string]>): string {
   return pairs
     .map(([key, value]) => {
-      if (key === '' || /[;=]/.test(key)) throw new InvalidArgumentError(`invalid CNI_ARGS key "${key}"`);
-      if (/[;=]/.test(value)) throw new InvalidArgumentError(`CNI_ARGS value of ${key} must not contain ";" or "=": "${value}"`);
+      if (key === '' || /[;=]/.test(key)) throw new InvalidArgumentError(`invalid CNI_ARGS key ${quote(key)}`);
+      if (/[;=]/.test(value)) throw new InvalidArgumentError(`CNI_ARGS value of ${key} must not contain ";" or "=": ${quote(value)}`);
       return `${key}=${value}`;
     })
     .join(';');
