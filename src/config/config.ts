@@ -50,6 +50,8 @@ export interface Config {
   };
   registry: {
     mirrors: Record<string, RegistryMirror>;
+    /** A pull that receives nothing (no response, no byte of any body) for this long is abandoned. */
+    pullProgressTimeoutSeconds: number;
   };
   streaming: {
     address: string;
@@ -79,7 +81,7 @@ export function defaultConfig(): Config {
       binDirs: ['/opt/cni/bin', '/usr/lib/cni'],
       defaultNetwork: { name: 'tscri-default', bridge: 'tscri0', subnet: '10.88.0.0/16' },
     },
-    registry: { mirrors: {} },
+    registry: { mirrors: {}, pullProgressTimeoutSeconds: 60 },
     streaming: { address: '127.0.0.1', port: 0, tokenTtlSeconds: 60 },
   };
 }
@@ -136,7 +138,12 @@ function compile(r: Reader): Config {
 
   const registry = r.table('registry');
   if (registry) {
-    registry.allowOnly(['mirrors']);
+    registry.allowOnly(['mirrors', 'pull_progress_timeout_seconds']);
+    const progressTimeout = registry.integer('pull_progress_timeout_seconds');
+    if (progressTimeout !== undefined) {
+      if (progressTimeout < 1 || progressTimeout > 86_400) throw registry.invalid('pull_progress_timeout_seconds', 'must be between 1 and 86400');
+      cfg.registry.pullProgressTimeoutSeconds = progressTimeout;
+    }
     const mirrors = registry.table('mirrors');
     for (const host of mirrors?.keys() ?? []) {
       const mirror = mirrors!.table(host)!;

@@ -28,6 +28,8 @@ export class PullProgress {
   constructor(
     private readonly reference: string,
     private readonly log: Logger,
+    /** Told of every byte and finished layer: a pull's watchdog counts them as progress. */
+    private readonly onActivity: () => void = () => undefined,
   ) {
     this.timer = setInterval(() => this.log.info(this.snapshot(), 'pulling'), LOG_INTERVAL_MS);
     this.timer.unref();
@@ -40,10 +42,12 @@ export class PullProgress {
 
   received(bytes: number): void {
     this.bytesDone += bytes;
+    this.onActivity();
   }
 
   layerDone(): void {
     this.layersDone += 1;
+    this.onActivity();
   }
 
   snapshot(): PullProgressSnapshot {

@@ -3,7 +3,6 @@ import { InternalError } from '../errors.js';
 import type { ImageReference } from './reference.js';
 import type { RegistrySession } from './registry/client.js';
 import { hostPlatform, parseImageConfig, parseManifest, selectPlatform, type ImageConfig, type Platform } from './registry/manifest.js';
-import { sha256Digest } from './registry/verify.js';
 import type { PullProgress } from './progress.js';
 import type { BlobStore } from './store/blobs.js';
 import type { LayerRecord } from './store/images.js';
@@ -54,7 +53,7 @@ export async function pullContent(ctx: PullContext): Promise<PulledImage> {
   let manifest = parseManifest(top.bytes, top.mediaType);
   if (manifest.kind === 'index') {
     const chosen = selectPlatform(manifest.manifests, ctx.platform ?? hostPlatform());
-    const child = await session.manifest(chosen.digest);
+    const child = await session.manifest(chosen.digest, chosen);
     ctx.touch(child.digest);
     await blobs.write(child.digest, child.bytes);
     manifestDigests.push(child.digest);
@@ -62,10 +61,7 @@ export async function pullContent(ctx: PullContext): Promise<PulledImage> {
     if (manifest.kind !== 'image') throw new InternalError(`index ${top.digest} points at another index`);
   }
 
-  const configBytes = await session.blobBytes(manifest.config.digest);
-  if (sha256Digest(configBytes) !== manifest.config.digest) {
-    throw new InternalError(`config ${manifest.config.digest} does not match its digest`);
-  }
+  const configBytes = await session.blobBytes(manifest.config);
   const config = parseImageConfig(configBytes);
   const diffIds = config.rootfs.diff_ids;
   if (diffIds.length !== manifest.layers.length) {
@@ -104,7 +100,7 @@ async function fetchLayer(
   if (known) return known;
   ctx.progress.expect(1, descriptor.size);
   const stats = await ctx.layers.ensure(
-    { descriptor, diffId, open: () => ctx.session.blob(descriptor.digest) },
+    { descriptor, diffId, open: () => ctx.session.blob(descriptor) },
     (n) => ctx.progress.received(n),
     ctx.signal,
   );

@@ -6,8 +6,10 @@ import type { Config } from '../config/config.js';
 import { InvalidArgumentError, NotFoundError, messageOf } from '../errors.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { nanosFromDate, nowNanos } from '../util/time.js';
+import { secondsToDelay } from '../util/timer.js';
 import { PullProgress, type PullProgressSnapshot } from './progress.js';
 import { pullContent } from './pull.js';
+import { PROGRESS_TIMEOUT_SETTING, PullWatchdog } from './pull-watchdog.js';
 import { digestReference, formatReference, isImageId, parseReference, tagReference, type ImageReference } from './reference.js';
 import { credentialsFrom } from './registry/auth.js';
 import { RegistrySession, endpointsFor } from './registry/client.js';
@@ -18,6 +20,13 @@ import { LayerStore } from './store/layers.js';
 
 /** An id prefix must be this long before it is tried as an id rather than as a name. */
 const MIN_ID_PREFIX = 12;
+
+/** What watches one pull: its progress (for ImageStatus and logs), what it touched, its watchdog. */
+interface PullWatch {
+  progress: PullProgress;
+  touched: Set<string>;
+  watchdog: PullWatchdog;
+}
 
 /**
  * ImageService: pulls through mirrors into the store, finds images by id, tag or digest,
@@ -72,16 +81,21 @@ export class ImageService {
     if (this.retained.delete(owner)) await this.collectGarbage(log);
   }
 
-  /** PullImage: returns the image id (config digest). Concurrent pulls of one reference share the work. */
+  /**
+   * PullImage: returns the image id (config digest). Concurrent pulls of one reference share
+   * the work, and its failure: a pull its watchdog gives up fails for every caller that joined
+   * it, and is forgotten, so the next PullImage starts afresh.
+   */
   async pull(image: cri.ImageSpec | null, auth: cri.AuthConfig | null, log: Logger): Promise<string> {
     if (!image?.image) throw new InvalidArgumentError('image reference is required');
     const ref = parseReference(image.image);
     const key = formatReference(ref);
     const running = this.pulls.get(key);
     if (running) return (await running.promise).id;
-    const progress = new PullProgress(key, log);
+    const watchdog = new PullWatchdog(key, secondsToDelay(this.config.registry.pullProgressTimeoutSeconds));
+    const progress = new PullProgress(key, log, () => watchdog.progress());
     const touched = new Set<string>();
-    const promise = this.pullNew(ref, auth, progress, touched, log.child({ image: key }));
+    const promise = this.pullNew(ref, auth, { progress, touched, watchdog }, log.child({ image: key }));
     this.pulls.set(key, { promise, progress, touched });
     try {
       return (await promise).id;
@@ -90,8 +104,15 @@ export class ImageService {
     }
   }
 
-  private async pullNew(ref: ImageReference, auth: cri.AuthConfig | null, progress: PullProgress, touched: Set<string>, log: Logger): Promise<ImageRecord> {
-    const session = new RegistrySession(ref, endpointsFor(ref.domain, this.config.registry.mirrors), credentialsFrom(auth), log);
+  private async pullNew(ref: ImageReference, auth: cri.AuthConfig | null, watch: PullWatch, log: Logger): Promise<ImageRecord> {
+    const { progress, touched, watchdog } = watch;
+    const session = new RegistrySession(ref, endpointsFor(ref.domain, this.config.registry.mirrors), credentialsFrom(auth), log, {
+      signal: watchdog.signal,
+      bodyIdleMs: watchdog.ms,
+      bodyIdleSetting: PROGRESS_TIMEOUT_SETTING,
+      onActivity: () => watchdog.progress(),
+    });
+    watchdog.describeWith(() => session.waitingOn());
     try {
       const pulled = await pullContent({
         ref,
@@ -102,17 +123,22 @@ export class ImageService {
         knownLayerStats: (diffId) => this.layerStats(diffId),
         touch: (d) => touched.add(d),
         log,
+        signal: watchdog.signal,
       });
+      watchdog.stop(); // what is left is local work
       const record = await this.mutex.run('records', () => this.recordPull(ref, pulled));
       const done = progress.finish();
       log.info({ id: record.id, from: session.endpoint?.url, ...done }, 'image pulled');
       return record;
     } catch (err) {
+      watchdog.stop();
+      // A pull given up fails with why it was given up, not with what the abort broke on the way.
+      const cause: unknown = watchdog.signal.aborted ? watchdog.signal.reason : err;
       progress.finish();
-      log.warn({ err: messageOf(err) }, 'pull failed; removing what it fetched');
+      log.warn({ err: messageOf(cause) }, 'pull failed; removing what it fetched');
       touched.clear();
       await this.collectGarbage(log).catch((gcErr: unknown) => log.error({ err: messageOf(gcErr) }, 'garbage collection failed'));
-      throw err;
+      throw cause;
     }
   }
 

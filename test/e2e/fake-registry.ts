@@ -1,6 +1,7 @@
 /**
  * A registry inside the test process, for what the real one cannot do on demand: basic auth,
- * a bearer-token service, corrupted blobs, blobs behind redirects, hostile layers. It speaks
+ * a bearer-token service, corrupted blobs, blobs behind redirects, hostile layers, and
+ * registries that lie about sizes, send without end or stall (`hostile()`). It speaks
  * just enough of the Distribution API v2 to be pulled from, serves images built with
  * hack/lib/images.mjs, and records every request so tests can assert who was asked what.
  */
@@ -37,6 +38,38 @@ export interface FakeRegistryOptions {
   images?: Record<string, Built>;
 }
 
+/**
+ * Ways the registry can misbehave toward one repository (set with hostile()). Endless
+ * bodies are written as fast as the client reads them, until it hangs up.
+ */
+export type Hostility =
+  /** The manifest announced with `Content-Length: 10 GiB`, then filler. */
+  | 'huge-manifest'
+  /** The manifest as an endless chunked body (no Content-Length). */
+  | 'endless-manifest'
+  /** The manifest's headers and half its body, then silence. */
+  | 'stalled-manifest'
+  /** The manifest request is never answered: not even headers. */
+  | 'silent-manifest'
+  /** The manifest answered with a 500 whose chunked error body never ends. */
+  | 'huge-error'
+  /** The config's headers and half its body, then silence. */
+  | 'stalled-config'
+  /** The config, then endless filler, chunked: longer than its descriptor says. */
+  | 'long-config'
+  /** Every layer announced with a Content-Length 1 MiB above its descriptor's size. */
+  | 'long-layer-header'
+  /** Every layer, then endless filler, chunked: longer than its descriptor says. */
+  | 'long-layer'
+  /** Every layer cut short: its first half, chunked, then a clean end. */
+  | 'short-layer'
+  /** The token service answers a scope on this repository with an endless JSON body. */
+  | 'huge-token';
+
+/** What the huge manifest announces: far beyond any cap, far beyond the machine's memory. */
+export const HUGE_CONTENT_LENGTH = 10 * 1024 ** 3;
+const FILLER = Buffer.alloc(64 * 1024, 'x');
+
 export interface RecordedRequest {
   method: string;
   path: string;
@@ -68,6 +101,10 @@ export class FakeRegistry {
   private readonly blobs = new Map<string, Map<string, Buffer>>();
   /** Issued bearer token → the repositories it may pull. */
   private readonly tokens = new Map<string, Set<string>>();
+  /** repository → the digests of its image configs. */
+  private readonly configs = new Map<string, Set<string>>();
+  /** repository → how it is mistreated. */
+  private readonly hostilities = new Map<string, Hostility>();
   private readonly server = http.createServer((req, res) => this.handle(req, res));
 
   constructor(private readonly options: FakeRegistryOptions = {}) {
@@ -109,7 +146,22 @@ export class FakeRegistry {
     for (const b of blobsOf(item)) blobs.set(b.digest, b.bytes);
     for (const m of manifestsOf(item)) this.manifests.set(`${repository}@${m.digest}`, m);
     this.manifests.set(`${repository}:${tag}`, item.manifest);
+    const configs = this.configs.get(repository) ?? new Set<string>();
+    this.configs.set(repository, configs);
+    for (const img of item.kind === 'index' ? item.images : [item]) configs.add(img.config.digest);
     return this;
+  }
+
+  /** Mistreat `repository` from now on; undefined makes it behave again. */
+  hostile(repository: string, hostility: Hostility | undefined): this {
+    if (hostility) this.hostilities.set(repository, hostility);
+    else this.hostilities.delete(repository);
+    return this;
+  }
+
+  /** How many GETs asked for `repository`'s manifests. */
+  manifestRequests(repository: string): number {
+    return this.requests.filter((r) => r.method === 'GET' && r.path.startsWith(`/v2/${repository}/manifests/`)).length;
   }
 
   /** Serve hack/test-images.mjs's catalogue, as the local registry does (tscri-test/<name>:<tag>). */
@@ -136,11 +188,53 @@ export class FakeRegistry {
     if (url.pathname === '/v2/') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
 
     if (repository === undefined) return sendError(res, 404, 'NOT_FOUND', 'unknown endpoint');
+    if (method === 'GET' && this.misbehave(res, repository, kind === 'manifests' ? 'manifest' : 'blob', reference)) return;
     if (kind === 'manifests') return this.sendManifest(req, res, repository, reference);
     if (this.options.redirectBlobs && method === 'GET') {
       return void res.writeHead(307, { location: `${this.url}/blobstore/${reference}` }).end();
     }
     this.sendBlob(req, res, repository, reference);
+  }
+
+  /** Answer a GET the hostile way configured for its repository; false to answer it normally. */
+  private misbehave(res: http.ServerResponse, repository: string, kind: 'manifest' | 'blob', reference: string): boolean {
+    const hostility = this.hostilities.get(repository);
+    if (!hostility) return false;
+    if (kind === 'manifest') {
+      const key = reference.startsWith('sha256:') ? `${repository}@${reference}` : `${repository}:${reference}`;
+      return this.misbehaveManifest(res, hostility, this.manifests.get(key));
+    }
+    const bytes = this.blobs.get(repository)?.get(reference);
+    if (!bytes) return false;
+    const isConfig = this.configs.get(repository)?.has(reference) ?? false;
+    return isConfig ? misbehaveConfig(res, hostility, bytes) : misbehaveLayer(res, hostility, bytes);
+  }
+
+  private misbehaveManifest(res: http.ServerResponse, hostility: Hostility, manifest: Blob | undefined): boolean {
+    const type = { 'content-type': manifest?.mediaType ?? 'application/vnd.oci.image.manifest.v1+json' };
+    switch (hostility) {
+      case 'huge-manifest':
+        res.writeHead(200, { ...type, 'content-length': HUGE_CONTENT_LENGTH });
+        void pourEndlessly(res);
+        return true;
+      case 'endless-manifest':
+        res.writeHead(200, type);
+        void pourEndlessly(res, Buffer.from('{"schemaVersion":2,"layers":['));
+        return true;
+      case 'stalled-manifest':
+        if (!manifest) return false;
+        res.writeHead(200, { ...type, 'content-length': manifest.size });
+        res.write(manifest.bytes.subarray(0, manifest.size >> 1));
+        return true;
+      case 'silent-manifest':
+        return true;
+      case 'huge-error':
+        res.writeHead(500, { 'content-type': 'application/json' });
+        void pourEndlessly(res, Buffer.from('{"errors":[{"code":"UNKNOWN","message":"'));
+        return true;
+      default:
+        return false;
+    }
   }
 
   private sendManifest(req: http.IncomingMessage, res: http.ServerResponse, repository: string, reference: string): void {
@@ -204,6 +298,11 @@ export class FakeRegistry {
       .filter((m) => m?.[2]?.split(',').includes('pull'))
       .map((m) => m![1]!);
     if (repositories.length === 0) return sendError(res, 400, 'DENIED', 'no repository:<name>:pull scope');
+    if (repositories.some((r) => this.hostilities.get(r) === 'huge-token')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      void pourEndlessly(res, Buffer.from('{"token":"'));
+      return;
+    }
     const token = randomBytes(16).toString('hex');
     this.tokens.set(token, new Set(repositories));
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -227,6 +326,60 @@ async function sendSlowly(res: http.ServerResponse, body: Buffer, { chunks, dela
     await new Promise((resolve) => setTimeout(resolve, delayMs));
   }
   res.end();
+}
+
+function misbehaveConfig(res: http.ServerResponse, hostility: Hostility, bytes: Buffer): boolean {
+  const type = { 'content-type': 'application/octet-stream' };
+  switch (hostility) {
+    case 'stalled-config':
+      res.writeHead(200, { ...type, 'content-length': bytes.length });
+      res.write(bytes.subarray(0, bytes.length >> 1));
+      return true;
+    case 'long-config':
+      res.writeHead(200, type);
+      void pourEndlessly(res, bytes);
+      return true;
+    default:
+      return false;
+  }
+}
+
+function misbehaveLayer(res: http.ServerResponse, hostility: Hostility, bytes: Buffer): boolean {
+  const type = { 'content-type': 'application/octet-stream' };
+  switch (hostility) {
+    case 'long-layer-header':
+      res.writeHead(200, { ...type, 'content-length': bytes.length + 1024 * 1024 });
+      void pourEndlessly(res, bytes);
+      return true;
+    case 'long-layer':
+      res.writeHead(200, type);
+      void pourEndlessly(res, bytes);
+      return true;
+    case 'short-layer':
+      res.writeHead(200, type);
+      res.end(bytes.subarray(0, bytes.length >> 1));
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
+ * Write `first`, then filler for as long as the client keeps reading: the body of a registry
+ * that never stops. Waits for 'drain' so the test process itself stays small.
+ */
+async function pourEndlessly(res: http.ServerResponse, first?: Buffer): Promise<void> {
+  if (first) res.write(first);
+  while (!res.destroyed) {
+    if (res.write(FILLER)) continue;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        res.off('drain', done).off('close', done);
+        resolve();
+      };
+      res.on('drain', done).on('close', done);
+    });
+  }
 }
 
 /**

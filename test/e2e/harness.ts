@@ -88,6 +88,12 @@ export class TestDaemon {
     readonly configFile: string,
   ) {}
 
+  /** The daemon's process id while it runs (to read its memory from /proc). */
+  get pid(): number | undefined {
+    const child = this.process;
+    return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+  }
+
   async start(): Promise<void> {
     const child = spawn(process.execPath, [TSCRI_BIN, 'daemon', '--config', this.configFile], {
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -1,4 +1,5 @@
 import { InternalError } from '../../errors.js';
+import { excerpt } from './body.js';
 
 /** Media types of the manifests, configs and layers tscri reads. */
 export const MediaType = {
@@ -68,7 +69,7 @@ export function compressionOf(mediaType: string): LayerCompression {
   if (mediaType.endsWith('+zstd')) return 'zstd';
   if (mediaType.endsWith('gzip') || mediaType.endsWith('+gzip')) return 'gzip';
   if (mediaType === MediaType.ociLayer || mediaType.endsWith('.tar')) return 'none';
-  throw new InternalError(`unsupported layer media type ${mediaType}`);
+  throw new InternalError(`unsupported layer media type ${excerpt(mediaType)}`);
 }
 
 /** Parse a manifest or index; its media type comes from the document or the response header. */
@@ -82,7 +83,7 @@ export function parseManifest(bytes: Buffer, headerMediaType: string): Manifest 
   if (doc.config && Array.isArray(doc.layers)) {
     return { kind: 'image', mediaType, config: descriptor(doc.config, 'config'), layers: descriptors(doc.layers, 'layers') };
   }
-  throw new InternalError(`unrecognised manifest (media type "${mediaType}")`);
+  throw new InternalError(`unrecognised manifest (media type "${excerpt(mediaType)}")`);
 }
 
 export function parseImageConfig(bytes: Buffer): ImageConfig {
@@ -106,7 +107,7 @@ export function selectPlatform(manifests: Descriptor[], platform: Platform): Des
   const chosen = exact ?? candidates[0];
   if (!chosen) {
     const offered = manifests.map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}` : 'unknown')).join(', ');
-    throw new InternalError(`no manifest for ${platform.os}/${platform.architecture} in the index (it has: ${offered || 'none'})`);
+    throw new InternalError(`no manifest for ${platform.os}/${platform.architecture} in the index (it has: ${excerpt(offered) || 'none'})`);
   }
   return chosen;
 }
@@ -116,11 +117,16 @@ function descriptors(value: unknown, what: string): Descriptor[] {
   return value.map((item, i) => descriptor(item, `${what}[${i}]`));
 }
 
+/** The digests tscri can verify; anything else in a descriptor is refused before it is used in a URL. */
+const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
 function descriptor(value: unknown, what: string): Descriptor {
   const d = value as Partial<Descriptor> | null;
   if (!d || typeof d.digest !== 'string' || typeof d.size !== 'number' || typeof d.mediaType !== 'string') {
     throw new InternalError(`manifest ${what} is not a valid descriptor`);
   }
+  if (!DIGEST.test(d.digest)) throw new InternalError(`manifest ${what} has an unsupported digest "${excerpt(d.digest, 80)}"`);
+  if (!Number.isSafeInteger(d.size) || d.size < 0) throw new InternalError(`manifest ${what} has an invalid size ${excerpt(String(d.size), 40)}`);
   return d as Descriptor;
 }
 
@@ -128,6 +134,6 @@ function parseJson(bytes: Buffer, what: string): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw new InternalError(`${what} is not valid JSON: ${(err as Error).message}`);
+    throw new InternalError(`${what} is not valid JSON: ${excerpt((err as Error).message)}`);
   }
 }

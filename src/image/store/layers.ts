@@ -23,12 +23,18 @@ export interface LayerSource {
   open: () => Promise<Readable>;
 }
 
+/** An unpack in progress, and everyone who wants to hear of its bytes. */
+interface Inflight {
+  work: Promise<UnpackStats>;
+  listeners: Set<(bytes: number) => void>;
+}
+
 /**
  * Unpacked layers, one directory each, named by diff_id, so a layer shared by several images
  * is fetched and unpacked once. Concurrent pulls of one layer share the same work.
  */
 export class LayerStore {
-  private readonly inflight = new Map<string, Promise<UnpackStats>>();
+  private readonly inflight = new Map<string, Inflight>();
 
   constructor(
     private readonly layout: StoreLayout,
@@ -46,14 +52,19 @@ export class LayerStore {
 
   /**
    * Make sure the layer is unpacked. Resolves with its stats when this call (or one it joined)
-   * unpacked it, or undefined when it was already there.
+   * unpacked it, or undefined when it was already there. A caller that joins another's unpack
+   * hears of its bytes too (its pull is making progress), and stops waiting when its own
+   * signal aborts.
    */
   async ensure(source: LayerSource, onBytes: (n: number) => void, signal?: AbortSignal): Promise<UnpackStats | undefined> {
     const running = this.inflight.get(source.diffId);
-    if (running) return running;
+    if (running) return join(running, onBytes, signal);
     if (await this.has(source.diffId)) return undefined;
-    const work = this.unpack(source, onBytes, signal).finally(() => this.inflight.delete(source.diffId));
-    this.inflight.set(source.diffId, work);
+    const startedMeanwhile = this.inflight.get(source.diffId);
+    if (startedMeanwhile) return join(startedMeanwhile, onBytes, signal);
+    const listeners = new Set([onBytes]);
+    const work = this.unpack(source, (n) => listeners.forEach((listener) => listener(n)), signal).finally(() => this.inflight.delete(source.diffId));
+    this.inflight.set(source.diffId, { work, listeners });
     return work;
   }
 
@@ -122,6 +133,27 @@ export class LayerStore {
     }
     await fs.rm(trash, { recursive: true, force: true });
   }
+}
+
+/** Wait for another caller's unpack, hearing of its bytes, until it settles or `signal` aborts. */
+async function join(running: Inflight, onBytes: (n: number) => void, signal?: AbortSignal): Promise<UnpackStats> {
+  running.listeners.add(onBytes);
+  try {
+    return await untilAborted(running.work, signal);
+  } finally {
+    running.listeners.delete(onBytes);
+  }
+}
+
+/** `work`, or the signal's reason as soon as it aborts (the work itself goes on). */
+function untilAborted<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /**
