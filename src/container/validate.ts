@@ -57,19 +57,22 @@ export function validateCreateContainer(request: cri.CreateContainerRequest): as
   checkLinux(config.linux);
 }
 
-/** ExecSync's command: what execve can take. */
-export function validateExecCommand(field: string, cmd: readonly string[]): void {
+/**
+ * An exec's command: what execve can take. A streaming Exec's request waits in memory for
+ * its client, so it gets a smaller bound than ExecSync's.
+ */
+export function validateExecCommand(field: string, cmd: readonly string[], maxBytes = MAX_ARGV_BYTES): void {
   if (cmd.length === 0) throw invalid(field, 'must name a command');
-  checkArgv(field, cmd);
+  checkArgv(field, cmd, maxBytes);
 }
 
-function checkArgv(field: string, argv: readonly string[]): void {
+function checkArgv(field: string, argv: readonly string[], maxBytes = MAX_ARGV_BYTES): void {
   let bytes = 0;
   argv.forEach((arg, i) => {
     if (arg.includes('\0')) throw invalid(`${field} argument ${i}`, `${quote(arg)} contains a NUL byte`);
     bytes += Buffer.byteLength(arg) + 1;
   });
-  if (bytes > MAX_ARGV_BYTES) throw invalid(field, `command line is ${bytes} bytes, more than ${MAX_ARGV_BYTES}`);
+  if (bytes > maxBytes) throw invalid(field, `command line is ${bytes} bytes, more than ${maxBytes}`);
 }
 
 function checkEnv(kv: cri.KeyValue, field: string): void {

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { quote } from '../validation/fields.js';
 
 /**
  * Image references in the grammar registries and kubelet use:
@@ -43,7 +44,7 @@ export function parseReference(text: string): ImageReference {
   if (at >= 0) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST.test(digest)) throw invalid(text, `"${digest}" is not a digest`);
+    if (!DIGEST.test(digest)) throw invalid(text, `${quote(digest)} is not a digest`);
     if (digest.startsWith('sha256:') && !SHA256_DIGEST.test(digest)) throw invalid(text, 'sha256 digests have 64 lowercase hex digits');
   }
   let tag: string | undefined;
@@ -52,7 +53,7 @@ export function parseReference(text: string): ImageReference {
   if (colon > lastSlash) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (!TAG.test(tag)) throw invalid(text, `"${tag}" is not a valid tag`);
+    if (!TAG.test(tag)) throw invalid(text, `${quote(tag)} is not a valid tag`);
   }
   const { domain, path } = splitName(rest, text);
   if (!tag && !digest) tag = 'latest';
@@ -70,11 +71,11 @@ function splitName(name: string, original: string): { domain: string; path: stri
     path = name.slice(slash + 1);
   }
   if (domain === 'index.docker.io') domain = DOCKER_HUB;
-  if (!DOMAIN.test(domain)) throw invalid(original, `"${domain}" is not a valid registry host`);
+  if (!DOMAIN.test(domain)) throw invalid(original, `${quote(domain)} is not a valid registry host`);
   if (domain === DOCKER_HUB && !path.includes('/')) path = `library/${path}`;
   for (const component of path.split('/')) {
     if (!PATH_COMPONENT.test(component)) {
-      throw invalid(original, `repository component "${component}" must be lowercase letters, digits and separators`);
+      throw invalid(original, `repository component ${quote(component)} must be lowercase letters, digits and separators`);
     }
   }
   if (domain.length + 1 + path.length > NAME_MAX_LENGTH) throw invalid(original, `the name is longer than ${NAME_MAX_LENGTH} characters`);
@@ -82,7 +83,7 @@ function splitName(name: string, original: string): { domain: string; path: stri
 }
 
 function invalid(text: string, why: string): InvalidArgumentError {
-  return new InvalidArgumentError(`invalid image reference "${text}": ${why}`);
+  return new InvalidArgumentError(`invalid image reference ${quote(text)}: ${why}`);
 }
 
 /** `domain/path`, the repository's full name. */

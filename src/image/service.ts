@@ -17,6 +17,7 @@ import { BlobStore } from './store/blobs.js';
 import { IMAGE_RECORD_VERSION, ImageRecords, type ImageRecord } from './store/images.js';
 import { StoreLayout } from './store/layout.js';
 import { LayerStore } from './store/layers.js';
+import { quote } from '../validation/fields.js';
 
 /** An id prefix must be this long before it is tried as an id rather than as a name. */
 const MIN_ID_PREFIX = 12;
@@ -202,7 +203,7 @@ export class ImageService {
   /** The image for `text`, or NotFound. */
   get(text: string): ImageRecord {
     const record = this.resolve(text);
-    if (!record) throw new NotFoundError(`image "${text}" not found`);
+    if (!record) throw new NotFoundError(`image ${quote(text)} not found`);
     return record;
   }
 

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { TscriError, type ErrorCode } from '../errors.js';
+import { shorten } from '../util/text.js';
 
 /** The one place where tscri's typed errors become gRPC status codes. */
 const STATUS_OF: Record<ErrorCode, grpc.status> = {
@@ -25,6 +26,6 @@ export const MAX_STATUS_MESSAGE_CHARS = 4096;
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   const code = err instanceof TscriError ? STATUS_OF[err.code] : grpc.status.INTERNAL;
   const full = err instanceof Error ? err.message : String(err);
-  const message = full.length > MAX_STATUS_MESSAGE_CHARS ? `${full.slice(0, MAX_STATUS_MESSAGE_CHARS)}… (${full.length} characters)` : full;
+  const message = shorten(full, MAX_STATUS_MESSAGE_CHARS);
   return { code, details: message, message };
 }

@@ -9,9 +9,15 @@ import { dialInPod } from '../network/dial.js';
 import type { OciRuntime } from '../oci/runtime.js';
 import { criStateOf as sandboxStateOf } from '../sandbox/sandbox.js';
 import type { SandboxService } from '../sandbox/service.js';
+import { validateExecCommand } from '../container/validate.js';
+import { checkList, checkNumber } from '../validation/fields.js';
 import type { Dialer } from './port-forward.js';
 import type { RemoteCommandSession } from './remote-command.js';
 import { StreamingServer, type StreamRequest, type StreamingBackend } from './server.js';
+
+/** Streaming requests wait in memory for their client (up to 1000 of them): keep each small. */
+const MAX_STREAMING_COMMAND_BYTES = 64 * 1024;
+const MAX_FORWARDED_PORTS = 64;
 
 export interface StreamingServiceDeps {
   config: Config;
@@ -43,15 +49,15 @@ export class StreamingService implements StreamingBackend {
 
   /** Exec: check the request and return the URL its client connects to. */
   prepareExec(request: cri.ExecRequest): wire.ExecResponse {
-    const container = this.runningContainer(request.container_id);
-    if (request.cmd.length === 0) throw new InvalidArgumentError('exec needs a command');
+    validateExecCommand('cmd', request.cmd, MAX_STREAMING_COMMAND_BYTES);
     checkStreams(request);
+    const container = this.runningContainer(request.container_id);
     return { url: this.server.urlFor({ kind: 'exec', containerId: container.id, cmd: request.cmd, ...streamsOf(request) }) };
   }
 
   prepareAttach(request: cri.AttachRequest): wire.AttachResponse {
-    const container = this.runningContainer(request.container_id);
     checkStreams(request);
+    const container = this.runningContainer(request.container_id);
     if (request.stdin && !container.config.stdin) {
       throw new FailedPreconditionError(`container ${container.id} was not created with stdin open`);
     }
@@ -59,11 +65,9 @@ export class StreamingService implements StreamingBackend {
   }
 
   preparePortForward(request: cri.PortForwardRequest): wire.PortForwardResponse {
+    checkList('port', request.port, MAX_FORWARDED_PORTS, (port, field) => checkNumber(field, port, 1, 65535));
     const sandbox = this.deps.sandboxes.get(request.pod_sandbox_id);
     if (sandboxStateOf(sandbox) !== 'SANDBOX_READY') throw new FailedPreconditionError(`sandbox ${sandbox.record.id} is not ready`);
-    for (const port of request.port) {
-      if (port < 1 || port > 65535) throw new InvalidArgumentError(`invalid port ${port}`);
-    }
     return { url: this.server.urlFor({ kind: 'portforward', sandboxId: sandbox.record.id, ports: request.port }) };
   }
 

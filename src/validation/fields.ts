@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
+import { shorten } from '../util/text.js';
 
 /** Longest excerpt of a client's value quoted in an error message. */
 const QUOTE_CHARS = 64;
@@ -15,11 +16,9 @@ export const INT64_MAX = 2n ** 63n - 1n;
 export const INT64_MIN = -(2n ** 63n);
 export const UINT32_MAX = 2 ** 32 - 1;
 
-/** A value for an error message: JSON-quoted, cut to a few dozen characters. */
+/** A value for an error message: cut to a few dozen characters, then JSON-quoted. */
 export function quote(value: unknown, max = QUOTE_CHARS): string {
-  const text = typeof value === 'string' ? value : String(value);
-  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return JSON.stringify(cut);
+  return JSON.stringify(shorten(typeof value === 'string' ? value : String(value), max));
 }
 
 export function invalid(field: string, problem: string): InvalidArgumentError {

@@ -1,6 +1,7 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { TscriError, UnavailableError, messageOf } from '../../errors.js';
+import { oneLine } from '../../util/text.js';
 import { IdleTimer } from '../idle-timer.js';
 
 /**
@@ -42,8 +43,7 @@ export class BodyTooLargeError extends TscriError {
 
 /** Text a registry sent, fit for an error message: one line, at most a couple of hundred characters. */
 export function excerpt(text: string, max = EXCERPT_CHARS): string {
-  const line = text.replace(/[\u0000-\u001f\u007f]+/g, ' ');
-  return line.length <= max ? line : `${line.slice(0, max)}… (${line.length} characters)`;
+  return oneLine(text, max);
 }
 
 /** "the 4 MiB limit for manifests" */
