@@ -51,6 +51,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     cacheDir: path.join(config.root, 'cni', 'results'),
     logger: log,
     defaultNetwork: config.cni.defaultNetwork,
+    pluginTimeoutMs: config.cni.pluginTimeoutMs,
   });
   await network.start();
 

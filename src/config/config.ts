@@ -47,6 +47,8 @@ export interface Config {
     binDirs: string[];
     /** Written to conf_dir as the lowest-priority network when it holds none; false: never. */
     defaultNetwork: DefaultNetwork | false;
+    /** How long one plugin invocation may run before it is killed with all it started. */
+    pluginTimeoutMs: number;
   };
   registry: {
     mirrors: Record<string, RegistryMirror>;
@@ -80,6 +82,7 @@ export function defaultConfig(): Config {
       confDir: '/etc/cni/net.d',
       binDirs: ['/opt/cni/bin', '/usr/lib/cni'],
       defaultNetwork: { name: 'tscri-default', bridge: 'tscri0', subnet: '10.88.0.0/16' },
+      pluginTimeoutMs: 180_000, // network/cni/exec.ts DEFAULT_PLUGIN_TIMEOUT_MS
     },
     registry: { mirrors: {}, pullProgressTimeoutSeconds: 60 },
     streaming: { address: '127.0.0.1', port: 0, tokenTtlSeconds: 60 },
@@ -173,12 +176,20 @@ function compile(r: Reader): Config {
 }
 
 function compileCni(cni: Reader, cfg: Config): void {
-  cni.allowOnly(['conf_dir', 'bin_dirs', 'default_network', 'default_network_name', 'default_bridge', 'default_subnet']);
+  cni.allowOnly([
+    'conf_dir', 'bin_dirs', 'plugin_timeout_seconds', 'default_network', 'default_network_name', 'default_bridge', 'default_subnet',
+  ]);
   cfg.cni.confDir = cni.absolutePath('conf_dir') ?? cfg.cni.confDir;
   const binDirs = cni.stringArray('bin_dirs');
   if (binDirs !== undefined) {
     if (binDirs.length === 0) throw cni.invalid('bin_dirs', 'must name at least one directory');
     cfg.cni.binDirs = binDirs;
+  }
+  const timeout = cni.integer('plugin_timeout_seconds');
+  if (timeout !== undefined) {
+    // Beyond an hour, kubelet (4 min for RunPodSandbox) gave up long before.
+    if (timeout < 1 || timeout > 3600) throw cni.invalid('plugin_timeout_seconds', 'must be between 1 and 3600');
+    cfg.cni.pluginTimeoutMs = timeout * 1000;
   }
   if (cni.boolean('default_network') === false) {
     cfg.cni.defaultNetwork = false;

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
 import { newId } from '../util/ids.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 import { after } from '../util/timer.js';
+import { CappedOutput, killProcessGroup, quote } from '../util/run.js';
 
 export interface ConmonRuntimeOptions {
   /** Absolute path of the conmon binary. */
@@ -47,7 +48,13 @@ const CONMON_PIDFILE = 'conmon.pid';
 const CONTROL_RESIZE = 1;
 const CONTROL_REOPEN_LOG = 2;
 const CONTAINER_PIDFILE = 'pidfile';
+/** The exec'd process's pid, in an exec-with-terminal's own directory. */
+const EXEC_PIDFILE = 'exec.pid';
 const OOM_FILE = 'oom';
+/** conmon's own stderr is a line or two (its errors before it daemonizes); more is dropped. */
+const MAX_STDERR_BYTES = 64 * 1024;
+/** A sync pipe carries a few short JSON lines; one that does not is not conmon talking. */
+const MAX_SYNC_BYTES = 64 * 1024;
 
 /**
  * Containers run by runc under conmon, one conmon per container, as CRI-O does. conmon
@@ -127,29 +134,35 @@ export class ConmonRuntime implements OciRuntime {
     if (request.io.stdin) args.push('--stdin');
     if (request.io.stdin && !request.io.stdinOnce) args.push('--leave-stdin-open');
 
+    // Process groups, as seen with `ps -o pid,pgid,sid`: this launcher leads a session of its
+    // own (detached), so no signal to the daemon's group reaches it; it forks the real conmon
+    // and exits at once. That conmon calls setsid() and leads a session of its own, which its
+    // `runc create` joins; the container's init gets yet another session from runc. So after
+    // a success the launcher's group is empty and nothing of the container is in it; conmon's
+    // session is killed (through its pid file) only when the create fails.
     const child = spawn(this.options.conmon, args, {
       // fd 3 is the sync pipe conmon reports the pid (or the runc error) on.
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
       env: { ...process.env, _OCI_SYNCPIPE: '3' },
-      // Its own session: a signal to the daemon's process group must not reach conmon.
       detached: true,
     });
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const stderr = new CappedOutput(child.stderr!, MAX_STDERR_BYTES);
+    const stderrText = (): string => quote(stderr.bytes().toString());
     child.on('error', () => undefined);
     child.unref();
 
     try {
       const message = await readSyncMessage(child.stdio[3] as Readable, this.createTimeoutMs);
       if (message.data < 0) {
-        const reason = cleanRuncMessage(message.message ?? stderr).replace(/^runc create failed: /, '');
+        const reason = cleanRuncMessage(message.message ?? stderrText()).replace(/^runc create failed: /, '');
         throw new InternalError(`runc create failed: ${reason}`);
       }
       return { pid: message.data };
     } catch (err) {
-      await this.abandon(request, bundle, child.pid);
+      await this.abandon(request, bundle, child);
       if (err instanceof InternalError) throw err;
-      throw new InternalError(`conmon failed to create ${request.id}: ${messageOf(err)}${stderr ? `: ${stderr.trim()}` : ''}`);
+      const detail = stderrText();
+      throw new InternalError(`conmon failed to create ${request.id}: ${messageOf(err)}${detail ? `: ${detail}` : ''}`);
     } finally {
       (child.stdio[3] as Readable | null)?.destroy();
     }
@@ -210,19 +223,28 @@ export class ConmonRuntime implements OciRuntime {
   private async execWithTerminal(id: string, dir: string, processFile: string, io: StreamIO, resizes?: ResizeSource): Promise<number> {
     const { runc } = this.options;
     const execId = path.basename(dir);
+    // As for create, the launcher leads a group of its own and the real conmon a session of
+    // its own; here the launcher first waits for the start byte. Only a failure kills them.
     const child = spawn(
       this.options.conmon,
       [
         '--api-version', '--cid', id, '--cuuid', execId, '--name', id, '--runtime', runc.binary,
-        '--container-pidfile', path.join(dir, 'exec.pid'), '--log-path', 'none:', '--exit-dir', dir,
+        '--container-pidfile', path.join(dir, EXEC_PIDFILE), '--conmon-pidfile', path.join(dir, CONMON_PIDFILE),
+        '--log-path', 'none:', '--exit-dir', dir,
         '--full-attach', '--socket-dir-path', dir, '--bundle', dir, '--exec', '--exec-attach',
         '--exec-process-spec', processFile, '--terminal', '--log-level', 'warn',
         ...runc.globalArgs().flatMap((arg, i, all) => (i % 2 === 0 ? ['--runtime-arg', `${arg}=${all[i + 1]}`] : [])),
       ],
-      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: { ...process.env, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', _OCI_ATTACHPIPE: '5' } },
+      {
+        cwd: dir,
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+        env: { ...process.env, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', _OCI_ATTACHPIPE: '5' },
+        detached: true,
+      },
     );
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', () => undefined);
+    const stderr = new CappedOutput(child.stderr!, MAX_STDERR_BYTES);
+    const stderrText = (): string => quote(stderr.bytes().toString());
     // fds 3, 4 and 5: the sync pipe (conmon → us), the start pipe (us → conmon), the attach pipe.
     const [, , , sync, start, attachPipe] = child.stdio as unknown as [null, null, Readable, Readable, Writable, Readable];
     for (const pipe of [sync, start, attachPipe]) pipe.on('error', () => undefined);
@@ -231,17 +253,20 @@ export class ConmonRuntime implements OciRuntime {
     try {
       start.write(Buffer.from([0]));
       const ready = await readSyncMessage(attachPipe, this.createTimeoutMs);
-      if (ready.data < 0) throw new InternalError(`exec setup failed: ${cleanRuncMessage(ready.message ?? stderr)}`);
+      if (ready.data < 0) throw new InternalError(`exec setup failed: ${cleanRuncMessage(ready.message ?? stderrText())}`);
       resizes?.on('resize', resize);
       if (resizes?.latest) resize(resizes.latest);
       await relayAttachSocket(path.join(dir, 'attach'), io, { onConnected: () => start.end(Buffer.from([0])) });
       const all = await messages;
       const last = all[all.length - 1];
-      if (!last || last.data < 0) throw new InternalError(`exec failed: ${cleanRuncMessage(last?.message ?? stderr)}`);
+      if (!last || last.data < 0) throw new InternalError(`exec failed: ${cleanRuncMessage(last?.message ?? stderrText())}`);
       return all.length >= 2 ? last.data : Number.parseInt(await fs.readFile(path.join(dir, id), 'utf8').catch(() => '255'), 10);
+    } catch (err) {
+      await killExecSession(child, dir);
+      throw err;
     } finally {
       resizes?.off('resize', resize);
-      killQuietly(child.pid ?? 0);
+      for (const pipe of [sync, start, attachPipe]) pipe.destroy();
     }
   }
 
@@ -324,12 +349,13 @@ export class ConmonRuntime implements OciRuntime {
     }
   }
 
-  /** After a failed create: kill whatever conmon started and drop runc's state. */
-  private async abandon(request: CreateRequest, bundle: string, parentPid: number | undefined): Promise<void> {
-    const conmonPid = await readPid(path.join(bundle, CONMON_PIDFILE));
-    for (const pid of [parentPid, conmonPid]) {
-      if (pid !== undefined) killQuietly(pid);
-    }
+  /**
+   * After a failed or timed-out create: kill the launcher's group (the launcher itself, if it
+   * still runs) and conmon's session (conmon and its `runc create`), then drop runc's state,
+   * which also kills a container init that got as far as existing.
+   */
+  private async abandon(request: CreateRequest, bundle: string, launcher: ChildProcess): Promise<void> {
+    await killLaunched(launcher, path.join(bundle, CONMON_PIDFILE));
     try {
       await this.options.runc.delete(request.id, true);
     } catch (err) {
@@ -357,12 +383,34 @@ async function writeControl(bundle: string, type: number, height: number, width:
   }
 }
 
+/**
+ * Kill what a conmon launch made: the launcher's group (only while the launcher runs: once
+ * it has exited and been reaped its pid may name another process), and the real conmon's
+ * session, found through its pid file and checked to still be conmon.
+ */
+async function killLaunched(launcher: ChildProcess, conmonPidFile: string): Promise<void> {
+  if (launcher.exitCode === null && launcher.signalCode === null) killProcessGroup(launcher.pid);
+  const conmonPid = await readPid(conmonPidFile);
+  if (conmonPid !== undefined && (await isConmon(conmonPid))) killProcessGroup(conmonPid);
+}
+
+/**
+ * After a failed exec with a terminal: kill the launch, and the exec'd process's session
+ * (runc exec -d leaves it behind, in a session of its own inside the container).
+ */
+async function killExecSession(launcher: ChildProcess, dir: string): Promise<void> {
+  await killLaunched(launcher, path.join(dir, CONMON_PIDFILE));
+  const execPid = await readPid(path.join(dir, EXEC_PIDFILE));
+  if (execPid !== undefined) killProcessGroup(execPid);
+}
+
 /** Every JSON message conmon writes on a sync pipe until it closes. */
 function collectSyncMessages(pipe: Readable): Promise<SyncMessage[]> {
   return new Promise((resolve) => {
-    let text = '';
-    pipe.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    pipe.on('close', () => resolve(text.split('\n').map(parseSyncMessage).filter((m): m is SyncMessage => m !== undefined)));
+    const text = new CappedOutput(pipe, MAX_SYNC_BYTES);
+    pipe.on('close', () =>
+      resolve(text.bytes().toString().split('\n').map(parseSyncMessage).filter((m): m is SyncMessage => m !== undefined)),
+    );
   });
 }
 
@@ -370,7 +418,7 @@ function collectSyncMessages(pipe: Readable): Promise<SyncMessage[]> {
 function readSyncMessage(pipe: Readable, timeoutMs: number): Promise<SyncMessage> {
   return new Promise((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => done(new Error(`no answer from conmon within ${timeoutMs} ms`)), timeoutMs);
+    const timer = after(timeoutMs, () => done(new Error(`no answer from conmon within ${timeoutMs} ms`)));
     const done = (err: Error | undefined, message?: SyncMessage): void => {
       clearTimeout(timer);
       pipe.removeAllListeners('data');
@@ -382,6 +430,7 @@ function readSyncMessage(pipe: Readable, timeoutMs: number): Promise<SyncMessage
       buffered += chunk.toString();
       const message = parseSyncMessage(buffered);
       if (message) done(undefined, message);
+      else if (buffered.length > MAX_SYNC_BYTES) done(new Error(`conmon wrote ${MAX_SYNC_BYTES} bytes without a sync message`));
     });
     pipe.on('end', () => done(new Error('conmon exited before reporting the container pid')));
     pipe.on('error', (err) => done(err));

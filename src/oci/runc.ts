@@ -6,12 +6,18 @@ import type { Readable } from 'node:stream';
 import { InternalError, NotFoundError } from '../errors.js';
 import type { StreamIO } from './attach-socket.js';
 import type { ExecOptions, ExecOutcome } from './runtime.js';
-import { exec, run } from '../util/run.js';
+import { describeFailure, exec, execRaw, killProcessGroup, quote, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
-import { after } from '../util/timer.js';
 
 /** How long runc exec gets to exit after its timed-out process was killed. */
 const RUNC_EXEC_GRACE_MS = 2000;
+
+/**
+ * Output kept per stream of a runc exec (ExecSync) whose caller names no limit. Beyond it,
+ * output is dropped, not the process killed: the process is the user's, and its exit status
+ * is what a probe reports.
+ */
+const EXEC_DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 
 /** runc's view of a container (`runc state`). */
 export interface RuncState {
@@ -36,7 +42,7 @@ export class Runc {
     const result = await exec(this.binary, [...this.globalArgs(), 'state', id]);
     if (result.exitCode !== 0) {
       if (/does not exist|not found/i.test(result.stderr)) return undefined;
-      throw new InternalError(`runc state ${id}: ${result.stderr.trim()}`);
+      throw new InternalError(`runc state ${id}: ${describeFailure(result)}`);
     }
     return JSON.parse(result.stdout) as RuncState;
   }
@@ -63,7 +69,7 @@ export class Runc {
     if (result.exitCode === 0) return true;
     const stderr = result.stderr;
     if (/does not exist|not running|process already finished|container not running/i.test(stderr)) return false;
-    throw new InternalError(`runc kill ${id} ${signal}: ${stderr.trim()}`);
+    throw new InternalError(`runc kill ${id} ${signal}: ${describeFailure(result)}`);
   }
 
   /** Delete the container's runc state; idempotent. */
@@ -76,7 +82,7 @@ export class Runc {
     if (result.exitCode === 0) return;
     const stderr = result.stderr;
     if (/does not exist|not found/i.test(stderr)) return;
-    throw new InternalError(`runc delete ${id}: ${stderr.trim()}`);
+    throw new InternalError(`runc delete ${id}: ${describeFailure(result)}`);
   }
 
   /** Apply new cgroup limits to a running container. */
@@ -87,58 +93,49 @@ export class Runc {
     if (result.exitCode === 0) return;
     const stderr = result.stderr;
     if (/does not exist/i.test(stderr)) throw new NotFoundError(`container ${id} does not exist in runc`);
-    throw new InternalError(`runc update ${id}: ${stderr.trim()}`);
+    throw new InternalError(`runc update ${id}: ${describeFailure(result)}`);
   }
 
   /**
-   * `runc exec` of a process spec, waiting for it. On timeout the exec'd process itself is
-   * killed (its pid from the pid file): killing only runc would leave it running.
+   * `runc exec` of a process spec, waiting for it. runc puts the process in a session of its
+   * own inside the container, outside runc's process group: on timeout that session is killed
+   * first (its leader's pid from the pid file), and runc, which reaps it and exits, is killed
+   * with its group only if it lingers, since killing it first would orphan the process.
+   * runc copies the output through pipes of its own and exits only when they close, so a
+   * background process the command left holding stdout keeps runc, and this call, until the
+   * timeout; runc is then killed, and the background process, now the container's, is left.
    */
   async exec(id: string, processFile: string, pidFile: string, options: ExecOptions): Promise<ExecOutcome> {
-    const child = spawn(this.binary, [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const args = [...this.globalArgs(), 'exec', '--process', processFile, '--pid-file', pidFile, id];
+    const result = await execRaw(this.binary, args, {
+      // No timeout asked for (ExecSync's 0): the longest timer there is, as before.
+      timeoutMs: options.timeoutMs ?? Number.POSITIVE_INFINITY,
+      maxOutputBytes: options.maxOutputBytes ?? EXEC_DEFAULT_MAX_OUTPUT_BYTES,
+      onOverflow: 'drop',
+      onTimeout: { stop: () => void killSessionFromPidFile(pidFile), graceMs: RUNC_EXEC_GRACE_MS },
     });
-    const limit = options.maxOutputBytes ?? Number.POSITIVE_INFINITY;
-    const stdout = collect(child.stdout!, limit);
-    const stderr = collect(child.stderr!, limit);
-    let timedOut = false;
-    let straggler: NodeJS.Timeout | undefined;
-    // On timeout the exec'd process is killed and runc, its parent, reaps it and exits; runc is
-    // killed only if it lingers, since killing it first would orphan the process.
-    const timer =
-      options.timeoutMs === undefined
-        ? undefined
-        : after(options.timeoutMs, () => {
-            timedOut = true;
-            void killFromPidFile(pidFile);
-            straggler = after(RUNC_EXEC_GRACE_MS, () => child.kill('SIGKILL'));
-          });
-    const exitCode = await new Promise<number>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
-    }).finally(() => {
-      clearTimeout(timer);
-      clearTimeout(straggler);
-    });
-    const err = stderr();
-    if (!timedOut && exitCode !== 0 && /^(time="[^"]*" )?level=error/m.test(err.toString())) {
+    const exitCode = result.exitCode ?? 128 + (result.signal ? (osConstants.signals[result.signal] ?? 0) : osConstants.signals.SIGKILL);
+    const err = result.stderr;
+    if (!result.timedOut && exitCode !== 0 && /^(time="[^"]*" )?level=error/m.test(err.toString())) {
       // runc itself failed (no such container, bad process): not the process's own exit.
-      const message = err.toString().trim();
+      const message = quote(err.toString());
       if (/does not exist|not running|cannot exec in a stopped container/i.test(message)) {
         throw new NotFoundError(`container ${id} is not running: ${message}`);
       }
       throw new InternalError(`runc exec in ${id}: ${message}`);
     }
-    return { stdout: stdout(), stderr: err, exitCode, timedOut };
+    return { stdout: result.stdout, stderr: err, exitCode, timedOut: result.timedOut };
   }
 
   /**
    * `runc exec` of a process spec with the client's streams as its stdio (no terminal);
-   * resolves with the process's exit code.
+   * resolves with the process's exit code. It lasts as long as the client's session, so it
+   * has no timeout; runc runs in a group of its own, killed once it has exited.
    */
   async execAttached(id: string, processFile: string, io: StreamIO): Promise<number> {
     const child = spawn(this.binary, [...this.globalArgs(), 'exec', '--process', processFile, id], {
       stdio: [io.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     if (io.stdin && child.stdin) {
       io.stdin.pipe(child.stdin);
@@ -151,16 +148,23 @@ export class Runc {
         else source.resume();
         source.on('end', resolve);
       });
-    const [exitCode] = await Promise.all([
-      new Promise<number>((resolve, reject) => {
-        child.on('error', reject);
-        child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)));
-      }),
-      drain(child.stdout, io.stdout),
-      drain(child.stderr, io.stderr ?? io.stdout),
-    ]);
-    io.stdin?.unpipe();
-    return exitCode;
+    try {
+      const [exitCode] = await Promise.all([
+        new Promise<number>((resolve, reject) => {
+          child.on('error', reject);
+          child.on('exit', (code, signal) => {
+            // Only runc's own helpers can be left in its group; the process is in its own session.
+            killProcessGroup(child.pid);
+            resolve(code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0));
+          });
+        }),
+        drain(child.stdout, io.stdout),
+        drain(child.stderr, io.stderr ?? io.stdout),
+      ]);
+      return exitCode;
+    } finally {
+      io.stdin?.unpipe();
+    }
   }
 
   /** Process ids inside the container's cgroup. */
@@ -171,24 +175,24 @@ export class Runc {
   }
 }
 
-/** Gather a stream's bytes up to `limit`; the getter returns what was kept. */
-function collect(stream: Readable, limit: number): () => Buffer {
-  const chunks: Buffer[] = [];
-  let kept = 0;
-  stream.on('data', (chunk: Buffer) => {
-    if (kept >= limit) return;
-    const piece = chunk.subarray(0, limit - kept);
-    chunks.push(piece);
-    kept += piece.length;
-  });
-  return () => Buffer.concat(chunks);
-}
-
-async function killFromPidFile(pidFile: string): Promise<void> {
+/**
+ * Kill the session runc made for an exec'd process: its leader's pid is in the pid file, and
+ * runc made it lead its own group, so the group takes what the process started too. A pid
+ * that leads no group (not yet set up) is killed alone.
+ */
+async function killSessionFromPidFile(pidFile: string): Promise<void> {
   try {
     const pid = Number.parseInt((await fs.readFile(pidFile, 'utf8')).trim(), 10);
-    if (pid > 0) process.kill(pid, 'SIGKILL');
+    if (!(pid > 1)) return;
+    if ((await processGroupOf(pid)) === pid) killProcessGroup(pid);
+    else process.kill(pid, 'SIGKILL');
   } catch {
     // Not started yet, or already gone.
   }
+}
+
+/** The process group of `pid`, from /proc (Node has no getpgid). */
+async function processGroupOf(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
 }

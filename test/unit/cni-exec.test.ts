@@ -1,9 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  DEFAULT_PLUGIN_TIMEOUT_MS,
   ProcessPluginExecutor,
   findPlugin,
   findPluginSync,
@@ -12,6 +13,7 @@ import {
   pluginFailure,
 } from '../../src/network/cni/exec.js';
 import { CniPluginError } from '../../src/network/cni/errors.js';
+import { parseConfig } from '../../src/config/config.js';
 
 const TEST_PLUGIN = fileURLToPath(new URL('../fixtures/cni/tscri-test-plugin', import.meta.url));
 
@@ -22,8 +24,39 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Whatever a failed test left running.
+  for (const pid of await writtenPids()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
   await fs.rm(dir, { recursive: true, force: true });
 });
+
+/** The pids hostile plugins wrote to `<dir>/*.pids`. */
+async function writtenPids(name?: string): Promise<number[]> {
+  const files = (await fs.readdir(dir)).filter((f) => (name ? f === `${name}.pids` : f.endsWith('.pids')));
+  const texts = await Promise.all(files.map((f) => fs.readFile(path.join(dir, f), 'utf8')));
+  return texts.flatMap((t) => t.split(/\s+/).filter(Boolean).map(Number));
+}
+
+/** Alive and not a zombie (pid 1 here does not reap orphans). */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function expectAllDead(pids: number[]): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(pids.filter(isRunning)).toEqual([]);
+}
 
 async function script(name: string, body: string, mode = 0o755): Promise<string> {
   const file = path.join(dir, name);
@@ -119,7 +152,8 @@ describe('ProcessPluginExecutor', () => {
   it('passes exactly the given environment', async () => {
     process.env['TSCRI_SHOULD_NOT_LEAK'] = '1';
     try {
-      const plugin = await script('env-dump', '#!/bin/sh\nenv >&2\nexit 3\n');
+      // PATH left out: under npx it is long, and errors quote only the start of stderr.
+      const plugin = await script('env-dump', '#!/bin/sh\nenv | grep -v ^PATH= >&2\nexit 3\n');
       const err = (await invokePlugin(executor, 'ADD', { type: 'env-dump', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
       expect(err.cniMsg).toBe('exited with status 3');
       expect(err.details).toContain('CNI_COMMAND=ADD');
@@ -130,11 +164,49 @@ describe('ProcessPluginExecutor', () => {
     }
   });
 
-  it('gives up on a plugin that hangs', async () => {
-    const plugin = await script('hang', '#!/bin/sh\nexec sleep 30\n');
+  it('gives up on a plugin that hangs, and kills it with the processes it started', async () => {
+    const pids = path.join(dir, 'hang.pids');
+    const plugin = await script('hang', `#!/bin/sh\necho $$ >> ${pids}\nsleep 30 &\necho $! >> ${pids}\nwait\n`);
+    const started = Date.now();
     const err = (await invokePlugin(new ProcessPluginExecutor(200), 'DEL', { type: 'hang', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+    expect(Date.now() - started).toBeLessThan(2500);
     expect(err).toBeInstanceOf(CniPluginError);
-    expect(err.message).toMatch(/could not run .*hang: timed out after 200 ms/);
+    expect(err.message).toMatch(/^CNI plugin hang failed on DEL: could not run .*hang: timed out after 200 ms/);
+    const all = await writtenPids('hang');
+    expect(all).toHaveLength(2);
+    await expectAllDead(all);
+  }, 10_000);
+
+  it('answers when the plugin exits though a child of its holds stdout, and kills that child', async () => {
+    const pids = path.join(dir, 'fork.pids');
+    const plugin = await script(
+      'fork-and-exit',
+      `#!/bin/sh\ncat >/dev/null\nsleep 30 &\necho $! >> ${pids}\necho '{"cniVersion":"1.0.0","ips":[]}'\n`,
+    );
+    const started = Date.now();
+    const stdout = await invokePlugin(new ProcessPluginExecutor(20_000), 'ADD', { type: 'fork', pluginPath: plugin, env, config: {} });
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(JSON.parse(stdout)).toEqual({ cniVersion: '1.0.0', ips: [] });
+    await expectAllDead(await writtenPids('fork'));
+  }, 10_000);
+
+  it('kills a plugin that prints megabytes and quotes only a little of it', async () => {
+    const plugin = await script('flood', '#!/bin/sh\nhead -c 52428800 /dev/zero | tr "\\0" x\n');
+    const started = Date.now();
+    const err = (await invokePlugin(executor, 'ADD', { type: 'flood', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(err).toBeInstanceOf(CniPluginError);
+    expect(err.message).toBe(`CNI plugin flood failed on ADD: could not run ${plugin}: printed more than 1048576 bytes on stdout; killed`);
+  }, 10_000);
+
+  it('quotes at most a few hundred characters of a failed plugin\'s output or message', async () => {
+    const noisy = await script('noisy', '#!/bin/sh\nhead -c 100000 /dev/zero | tr "\\0" e >&2\nexit 1\n');
+    const err = (await invokePlugin(executor, 'ADD', { type: 'noisy', pluginPath: noisy, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
+    expect(err.message).toMatch(/^CNI plugin noisy failed on ADD: exited with status 1: eeee/);
+    expect(err.message.length).toBeLessThan(600);
+    const msg = 'm'.repeat(100_000);
+    const verbose = pluginFailure('verbose', 'ADD', { stdout: JSON.stringify({ code: 1, msg, details: msg }), stderr: '', exitCode: 1 });
+    expect(verbose.message.length).toBeLessThan(1000);
   });
 
   it('reports a plugin that cannot be started', async () => {
@@ -142,5 +214,15 @@ describe('ProcessPluginExecutor', () => {
     const err = (await invokePlugin(executor, 'ADD', { type: 'not-exec', pluginPath: plugin, env, config: {} }).catch((e: unknown) => e)) as CniPluginError;
     expect(err).toBeInstanceOf(CniPluginError);
     expect(err.message).toMatch(/could not run/);
+  });
+});
+
+describe('[cni] plugin_timeout_seconds', () => {
+  it('sets the plugin timeout, 180 s unless given, and refuses what is not 1 to 3600 seconds', () => {
+    expect(parseConfig('').cni.pluginTimeoutMs).toBe(DEFAULT_PLUGIN_TIMEOUT_MS);
+    expect(parseConfig('[cni]\nplugin_timeout_seconds = 3').cni.pluginTimeoutMs).toBe(3000);
+    expect(() => parseConfig('[cni]\nplugin_timeout_seconds = 0')).toThrow('config.cni.plugin_timeout_seconds: must be between 1 and 3600');
+    expect(() => parseConfig('[cni]\nplugin_timeout_seconds = 3601')).toThrow('must be between 1 and 3600');
+    expect(() => parseConfig('[cni]\nplugin_timeout_seconds = "3"')).toThrow('config.cni.plugin_timeout_seconds: must be an integer');
   });
 });

@@ -5,19 +5,19 @@
  */
 import { constants as fsConstants, promises as fs, accessSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { exec } from '../../util/run.js';
+import { DEFAULT_MAX_OUTPUT_BYTES, exec, overflowOf, quote } from '../../util/run.js';
 import { messageOf } from '../../errors.js';
 import { isRecord } from './config.js';
 import { CniPluginError, type CniCommand } from './errors.js';
 
-/** A hung plugin must not hold a sandbox operation forever; kubelet gives up after 4 min. */
+/**
+ * A hung plugin must not hold a sandbox operation forever; kubelet gives up on
+ * RunPodSandbox after 4 min. Set by `[cni] plugin_timeout_seconds`.
+ */
 export const DEFAULT_PLUGIN_TIMEOUT_MS = 180_000;
 
 /** Used when the daemon itself runs without PATH: plugins run iptables, ip, modprobe … */
 const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** Longest stderr/stdout excerpt put into an error message. */
-const MAX_DETAIL_CHARS = 2000;
 
 export interface PluginOutput {
   stdout: string;
@@ -34,13 +34,25 @@ export interface PluginExecutor {
   exec(pluginPath: string, env: Readonly<Record<string, string>>, stdin: string): Promise<PluginOutput>;
 }
 
-/** Runs plugins as real processes. */
+/**
+ * Runs plugins as real processes, each in a process group of its own (util/run.ts): the
+ * timeout kills the plugin with everything it started, the result comes when the plugin
+ * exits even if a child of its still holds its stdout, and whatever it leaves running is
+ * killed then. Output beyond `maxOutputBytes` per stream kills the plugin: a CNI result is a
+ * few KB.
+ */
 export class ProcessPluginExecutor implements PluginExecutor {
-  constructor(private readonly timeoutMs: number = DEFAULT_PLUGIN_TIMEOUT_MS) {}
+  constructor(
+    private readonly timeoutMs: number = DEFAULT_PLUGIN_TIMEOUT_MS,
+    private readonly maxOutputBytes: number = DEFAULT_MAX_OUTPUT_BYTES,
+  ) {}
 
   async exec(pluginPath: string, env: Readonly<Record<string, string>>, stdin: string): Promise<PluginOutput> {
-    const result = await exec(pluginPath, [], { input: stdin, env: { ...env }, timeoutMs: this.timeoutMs });
-    if (result.timedOut) throw new Error(`timed out after ${this.timeoutMs} ms`);
+    const limits = { timeoutMs: this.timeoutMs, maxOutputBytes: this.maxOutputBytes };
+    const result = await exec(pluginPath, [], { input: stdin, env: { ...env }, ...limits });
+    const overflow = overflowOf(result, limits);
+    if (overflow !== undefined) throw new Error(overflow);
+    if (result.timedOut) throw new Error(`timed out after ${this.timeoutMs} ms; killed with every process it started`);
     if (result.exitCode === null) throw new Error(`killed by ${result.signal}`);
     return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
   }
@@ -133,12 +145,11 @@ export async function invokePlugin(executor: PluginExecutor, command: CniCommand
 export function pluginFailure(type: string, command: CniCommand, output: PluginOutput): CniPluginError {
   const reported = parseErrorJson(output.stdout);
   if (reported !== undefined) return new CniPluginError({ plugin: type, command, ...reported });
-  const text = output.stderr.trim() || output.stdout.trim();
   return new CniPluginError({
     plugin: type,
     command,
     cniMsg: `exited with status ${output.exitCode}`,
-    details: truncate(text, MAX_DETAIL_CHARS),
+    details: quote(output.stderr.trim() || output.stdout),
   });
 }
 
@@ -155,15 +166,12 @@ function parseErrorJson(stdout: string): { cniCode?: number; cniMsg: string; det
   if (typeof code !== 'number' && typeof msg !== 'string') return undefined;
   const details = value['details'];
   const error: { cniCode?: number; cniMsg: string; details?: string } = {
-    cniMsg: typeof msg === 'string' && msg !== '' ? msg : 'no message',
+    // Quoted, not whole: a plugin's text becomes the gRPC status kubelet shows in events.
+    cniMsg: typeof msg === 'string' && msg !== '' ? quote(msg) : 'no message',
   };
   if (typeof code === 'number') error.cniCode = code;
   if (details !== undefined && details !== null && details !== '') {
-    error.details = truncate(typeof details === 'string' ? details : JSON.stringify(details), MAX_DETAIL_CHARS);
+    error.details = quote(typeof details === 'string' ? details : JSON.stringify(details));
   }
   return error;
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }

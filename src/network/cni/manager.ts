@@ -42,6 +42,8 @@ export interface CniNetworkManagerOptions {
   logger: Logger;
   /** Runs plugin processes; tests substitute a fake. */
   executor?: PluginExecutor;
+  /** How long one plugin invocation may run (default DEFAULT_PLUGIN_TIMEOUT_MS); unused with `executor`. */
+  pluginTimeoutMs?: number;
   /** Written to conf_dir at start when it holds no valid network; false or absent: never. */
   defaultNetwork?: { name: string; bridge: string; subnet: string; dataDir?: string } | false;
   /** Quiet period after a conf dir change before reloading; editors write in several steps. */
@@ -99,7 +101,7 @@ export class CniNetworkManager implements NetworkManager {
 
   constructor(private readonly options: CniNetworkManagerOptions) {
     this.cache = new AttachmentCache(options.cacheDir);
-    this.executor = options.executor ?? new ProcessPluginExecutor();
+    this.executor = options.executor ?? new ProcessPluginExecutor(options.pluginTimeoutMs);
     this.log = options.logger.child({ component: 'cni' });
   }
 
