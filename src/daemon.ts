@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
@@ -18,6 +18,7 @@ import { SandboxService } from './sandbox/service.js';
 import { imageServiceHandlers } from './server/image-service.js';
 import { runtimeServiceHandlers } from './server/runtime-service.js';
 import { CriServer } from './server/server.js';
+import { lockDirectories, type DaemonLock } from './store/daemon-lock.js';
 import { findExecutable } from './util/executable.js';
 import { elapsedMs } from './util/time.js';
 
@@ -32,10 +33,20 @@ export interface Daemon {
  */
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const started = process.hrtime.bigint();
-  await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
-  await fs.mkdir(config.state, { recursive: true, mode: 0o711 });
+  // Before anything is touched: a second daemon on the same root or state must not start.
+  const lock = await lockDirectories([config.root, config.state]);
+  try {
+    return await serve(config, log, started, lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
 
-  const runc = new Runc(await requireExecutable(config.runtime.runc, 'runc'), path.join(config.state, 'runc'));
+async function serve(config: Config, log: Logger, started: bigint, lock: DaemonLock): Promise<Daemon> {
+  checkCgroupDriver(config);
+
+  const runc = new Runc(await requireExecutable(config.runtime.runc, 'runc'), path.join(config.state, 'runc'), config.cgroupDriver === 'systemd');
   const runtime = new ConmonRuntime({
     conmon: await requireExecutable(config.runtime.conmon, 'conmon'),
     runc,
@@ -94,10 +105,26 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       network.close();
       runtime.close();
       await closeSandboxImage();
+      await lock.release();
       log.info('tscri stopped; pods keep running');
     },
   };
 }
+
+/**
+ * The systemd driver means runc asks systemd for every cgroup: on a host where systemd is not
+ * running, that cannot work, and silently making cgroupfs cgroups with slice-style names (as
+ * runc would) misleads the kubelet, which is told "systemd".
+ */
+function checkCgroupDriver(config: Config): void {
+  if (config.cgroupDriver !== 'systemd' || existsSync(SYSTEMD_RUNNING_MARKER)) return;
+  throw new FailedPreconditionError(`cgroup_driver is "systemd", but systemd is not running on this host (no ${SYSTEMD_RUNNING_MARKER})`, {
+    hint: 'set cgroup_driver = "cgroupfs" here, and the kubelet\'s cgroupDriver to cgroupfs too',
+  });
+}
+
+/** Present exactly when systemd is PID 1 (what sd_booted() checks). */
+const SYSTEMD_RUNNING_MARKER = '/run/systemd/system';
 
 async function requireExecutable(name: string, what: string): Promise<string> {
   const found = await findExecutable(name);

@@ -31,11 +31,15 @@ export interface CriClients {
   close(): void;
 }
 
+/** kubelet's own limit for CRI replies: an ExecSync may fill it. */
+const MAX_REPLY_BYTES = 16 * 1024 * 1024;
+
 export function connect(runtimeEndpoint: string, imageEndpoint = runtimeEndpoint): CriClients {
   const cri = loadCri();
   const credentials = grpc.credentials.createInsecure();
-  const runtime = new cri.RuntimeService(grpcAddress(runtimeEndpoint), credentials);
-  const image = new cri.ImageService(grpcAddress(imageEndpoint), credentials);
+  const options = { 'grpc.max_receive_message_length': MAX_REPLY_BYTES };
+  const runtime = new cri.RuntimeService(grpcAddress(runtimeEndpoint), credentials, options);
+  const image = new cri.ImageService(grpcAddress(imageEndpoint), credentials, options);
   return {
     runtime,
     image,

@@ -32,6 +32,7 @@ import {
   type ContainerRecord,
 } from './container.js';
 import { ContainerEvents, type ContainerEventType } from './events.js';
+import { containerRecordSchema } from './record-schema.js';
 import { prepareMounts } from './mounts.js';
 import { ociResources } from './resources.js';
 import { containerSpec, type PodContext } from './spec.js';
@@ -42,6 +43,11 @@ import { createRegularFile, joinBelow, makeDirsBelow } from '../util/confined.js
 
 /** kubelet caps ExecSync output at 16 MiB per stream; so do we. */
 const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
+/**
+ * What stdout and stderr together may carry in the reply: the 16 MiB gRPC message limit of
+ * both ends (kubelet's and ours), less room for the rest of the message.
+ */
+const EXEC_REPLY_BUDGET = 16 * 1024 * 1024 - 64 * 1024;
 /** After SIGKILL, how long to wait for the exit to be recorded. */
 const KILL_WAIT_MS = 10_000;
 /** How long ReopenContainerLog waits for conmon to create the new log file. */
@@ -68,7 +74,7 @@ export class ContainerService {
   private readonly locks = new KeyedMutex();
 
   constructor(private readonly deps: ContainerServiceDeps) {
-    this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION);
+    this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION, containerRecordSchema, 'container');
     deps.runtime.onExit((id, exit) => void this.recordExit(id, exit));
   }
 
@@ -151,11 +157,11 @@ export class ContainerService {
     const step = stepTimer(timings);
     try {
       this.names.reserve(record.name, id);
-      undo.push('release name', async () => this.names.release(record.name, id));
+      undo.push('release name', async () => this.names.release(record.name, id), { onlyIfClean: true });
       await step('record', () => this.store.save(record));
       this.containers.set(id, record);
       this.deps.images.retainLayers(id, record.image.layers);
-      undo.push('remove record', () => this.forget(record, log));
+      undo.push('remove record', () => this.forget(record, log), { onlyIfClean: true });
 
       const rootfs = this.rootfsOf(id);
       undo.push('unmount rootfs', () => unmountAll(rootfs));
@@ -321,27 +327,43 @@ export class ContainerService {
   }
 
   /**
-   * Send the stop signal, wait up to `graceMs`, then SIGKILL. Processes of a container
-   * sharing the pod's pid namespace are killed as a group, since ending its first process
-   * would not end them.
+   * Send the stop signal, wait up to `graceMs`, then SIGKILL. The grace period is waited out
+   * without the container's lock, so the kubelet's force-kill (StopContainer with timeout 0)
+   * or a RemoveContainer acts at once instead of queueing behind it. Processes of a container
+   * sharing the pod's PID namespace are signalled too. An unknown id is success: the
+   * container is stopped as far as anyone can tell.
    */
   async stop(idOrPrefix: string, graceMs: number, log: Logger): Promise<void> {
-    const id = this.get(idOrPrefix).id;
-    await this.locks.run(id, () => this.stopLocked(this.get(id), graceMs, log));
-  }
-
-  private async stopLocked(record: ContainerRecord, graceMs: number, log: Logger): Promise<void> {
-    if (record.exit) return;
-    const all = !record.ownPidNamespace;
-    if (graceMs > 0 && record.startedAt) {
-      const signalled = await this.deps.runtime.kill(record.id, record.stopSignal, all);
-      if (signalled && (await this.waitForExit(record, graceMs))) {
-        log.info({ signal: record.stopSignal }, 'container stopped');
+    const id = this.containers.find(idOrPrefix)?.id;
+    if (!id) {
+      log.info('container already removed; nothing to stop');
+      return;
+    }
+    if (graceMs > 0) {
+      const signalled = await this.locks.run(id, () => this.sendStopSignal(id));
+      if (signalled && (await this.waitForExit(id, graceMs))) {
+        log.info({ signal: this.containers.find(id)?.stopSignal }, 'container stopped');
         return;
       }
     }
+    await this.locks.run(id, async () => {
+      const record = this.containers.find(id);
+      if (record) await this.stopLocked(record, log);
+    });
+  }
+
+  /** The container's own stop signal, if it runs and has not exited; true when it was sent. */
+  private async sendStopSignal(id: string): Promise<boolean> {
+    const record = this.containers.find(id);
+    if (!record || record.exit || !record.startedAt) return false;
+    return this.deps.runtime.kill(record.id, record.stopSignal, !record.ownPidNamespace);
+  }
+
+  /** SIGKILL and wait for the exit to be recorded: the end of every stop. Holds the lock. */
+  private async stopLocked(record: ContainerRecord, log: Logger): Promise<void> {
+    if (record.exit) return;
     const signalled = await this.deps.runtime.kill(record.id, 'SIGKILL', true);
-    if (signalled && (await this.waitForExit(record, KILL_WAIT_MS))) {
+    if (signalled && (await this.waitForExit(record.id, KILL_WAIT_MS))) {
       log.info('container killed');
       return;
     }
@@ -354,9 +376,9 @@ export class ContainerService {
     throw new DeadlineExceededError(`container ${record.id} did not exit after SIGKILL`);
   }
 
-  private async waitForExit(record: ContainerRecord, ms: number): Promise<boolean> {
-    const exit = await this.deps.runtime.waitExit(record.id, ms);
-    if (exit) await this.recordExit(record.id, exit);
+  private async waitForExit(id: string, ms: number): Promise<boolean> {
+    const exit = await this.deps.runtime.waitExit(id, ms);
+    if (exit) await this.recordExit(id, exit);
     return exit !== undefined;
   }
 
@@ -370,7 +392,7 @@ export class ContainerService {
     await this.locks.run(id, async () => {
       const record = this.containers.find(id);
       if (!record) return;
-      await this.stopLocked(record, 0, log);
+      await this.stopLocked(record, log);
       await this.deps.runtime.delete(id);
       await unmountAll(this.rootfsOf(id));
       await this.forget(record, log);
@@ -403,7 +425,7 @@ export class ContainerService {
 
   /** Stop every container of a sandbox (StopPodSandbox). */
   async stopAllIn(sandboxId: string, log: Logger): Promise<void> {
-    await Promise.all(this.inSandbox(sandboxId).map((c) => this.locks.run(c.id, () => this.stopLocked(c, 0, log.child({ containerId: c.id })))));
+    await Promise.all(this.inSandbox(sandboxId).map((c) => this.locks.run(c.id, () => this.stopLocked(c, log.child({ containerId: c.id })))));
   }
 
   /** Remove every container of a sandbox (RemovePodSandbox). */
@@ -489,7 +511,9 @@ export class ContainerService {
     await this.locks.run(record.id, async () => {
       if (criStateOf(record) === 'CONTAINER_EXITED') throw new FailedPreconditionError(`container ${record.id} has exited`);
       await this.deps.runtime.update(record.id, ociResources(resources));
-      record.resources = resources;
+      // Fields left at zero are not changed (runc update leaves them alone), so the record
+      // keeps their old values: an update of CPU alone must not report the memory limit as 0.
+      record.resources = mergeResources(record.resources, resources);
       await this.store.save(record);
       log.info('container resources updated');
     });
@@ -517,8 +541,9 @@ export class ContainerService {
       { ...spec.process, args: cmd, terminal: false },
       { maxOutputBytes: EXEC_OUTPUT_LIMIT, ...(timeoutMs > 0 ? { timeoutMs } : {}) },
     );
-    if (outcome.timedOut) throw new DeadlineExceededError(`command ${JSON.stringify(cmd)} timed out after ${timeoutMs / 1000}s`);
-    return { stdout: outcome.stdout, stderr: outcome.stderr, exit_code: outcome.exitCode };
+    if (outcome.timedOut) throw new DeadlineExceededError(`command ${quote(cmd.join(' '))} timed out after ${timeoutMs / 1000}s`);
+    const [stdout, stderr] = fitOutput(outcome.stdout, outcome.stderr, EXEC_REPLY_BUDGET);
+    return { stdout, stderr, exit_code: outcome.exitCode };
   }
 
   private emit(record: ContainerRecord, type: ContainerEventType): void {
@@ -543,6 +568,30 @@ export class ContainerService {
 async function prepareLogFile(logDirectory: string, logPath: string): Promise<boolean> {
   const dir = await makeDirsBelow(logDirectory, path.dirname(logPath), 'config.log_path');
   return createRegularFile(path.join(dir, path.basename(logPath)), 'config.log_path');
+}
+
+/**
+ * Both streams cut to fit `budget` together: each gets half, and what one leaves unused
+ * goes to the other. The start of each stream is kept, as kubelet keeps it.
+ */
+export function fitOutput(stdout: Buffer, stderr: Buffer, budget: number): [Buffer, Buffer] {
+  if (stdout.length + stderr.length <= budget) return [stdout, stderr];
+  const half = Math.floor(budget / 2);
+  const errRoom = Math.max(half, budget - stdout.length);
+  const keptErr = stderr.subarray(0, Math.min(stderr.length, errRoom));
+  return [stdout.subarray(0, budget - keptErr.length), keptErr];
+}
+
+/** `update` over `current`, where a zero, empty or absent field in `update` keeps the current value. */
+export function mergeResources(current: cri.LinuxContainerResources | null, update: cri.LinuxContainerResources): cri.LinuxContainerResources {
+  if (!current) return update;
+  const merged: Record<string, unknown> = { ...current };
+  for (const [key, value] of Object.entries(update)) {
+    const unset = value === null || value === undefined || value === '' || value === '0' || value === 0 ||
+      (Array.isArray(value) && value.length === 0) || (typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length === 0);
+    if (!unset) merged[key] = value;
+  }
+  return merged as unknown as cri.LinuxContainerResources;
 }
 
 function signalName(requested: string, imageStopSignal: string | undefined): string {

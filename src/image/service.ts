@@ -256,7 +256,7 @@ export class ImageService {
     await this.mutex.run('records', async () => {
       const record = this.resolve(text);
       if (!record) {
-        log.info({ image: text }, 'image already removed');
+        log.info({ image: quote(text) }, 'image already removed');
         return;
       }
       const byTag = !isImageId(text) && !text.includes('@') && !/^(sha256:)?[a-f0-9]{12,}$/.test(text);

@@ -4,7 +4,8 @@ import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { InternalError, errnoCode, messageOf } from '../errors.js';
+import { InternalError, TscriError, errnoCode, messageOf } from '../errors.js';
+import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
 import { Runc, type RuncState } from './runc.js';
 import { relayAttachSocket, type StreamIO } from './attach-socket.js';
 import type {
@@ -22,6 +23,7 @@ import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
 import { newId } from '../util/ids.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 import { after } from '../util/timer.js';
+import { pollUntil } from '../util/time.js';
 import { CappedOutput, killProcessGroup, quote } from '../util/run.js';
 
 export interface ConmonRuntimeOptions {
@@ -43,6 +45,8 @@ interface SyncMessage {
   message?: string;
 }
 
+/** How long a delete waits for the container's conmon to end before killing it. */
+const CONMON_EXIT_WAIT_MS = 2000;
 const CONMON_PIDFILE = 'conmon.pid';
 /** Message types on conmon's `ctl` fifo: "<type> <height> <width>\n". */
 const CONTROL_RESIZE = 1;
@@ -128,7 +132,7 @@ export class ConmonRuntime implements OciRuntime {
       '--full-attach',
       '--socket-dir-path', bundle,
       '--log-level', 'warn',
-      ...runc.globalArgs().flatMap((arg, i, all) => (i % 2 === 0 ? ['--runtime-arg', `${arg}=${all[i + 1]}`] : [])),
+      ...runc.globalArgs().flatMap((arg) => ['--runtime-arg', arg]),
     ];
     if (request.io.terminal) args.push('--terminal');
     if (request.io.stdin) args.push('--stdin');
@@ -155,12 +159,12 @@ export class ConmonRuntime implements OciRuntime {
       const message = await readSyncMessage(child.stdio[3] as Readable, this.createTimeoutMs);
       if (message.data < 0) {
         const reason = cleanRuncMessage(message.message ?? stderrText()).replace(/^runc create failed: /, '');
-        throw new InternalError(`runc create failed: ${reason}`);
+        throw runtimeFailure('runc create failed', reason);
       }
       return { pid: message.data };
     } catch (err) {
       await this.abandon(request, bundle, child);
-      if (err instanceof InternalError) throw err;
+      if (err instanceof TscriError) throw err;
       const detail = stderrText();
       throw new InternalError(`conmon failed to create ${request.id}: ${messageOf(err)}${detail ? `: ${detail}` : ''}`);
     } finally {
@@ -233,7 +237,7 @@ export class ConmonRuntime implements OciRuntime {
         '--log-path', 'none:', '--exit-dir', dir,
         '--full-attach', '--socket-dir-path', dir, '--bundle', dir, '--exec', '--exec-attach',
         '--exec-process-spec', processFile, '--terminal', '--log-level', 'warn',
-        ...runc.globalArgs().flatMap((arg, i, all) => (i % 2 === 0 ? ['--runtime-arg', `${arg}=${all[i + 1]}`] : [])),
+        ...runc.globalArgs().flatMap((arg) => ['--runtime-arg', arg]),
       ],
       {
         cwd: dir,
@@ -253,13 +257,13 @@ export class ConmonRuntime implements OciRuntime {
     try {
       start.write(Buffer.from([0]));
       const ready = await readSyncMessage(attachPipe, this.createTimeoutMs);
-      if (ready.data < 0) throw new InternalError(`exec setup failed: ${cleanRuncMessage(ready.message ?? stderrText())}`);
+      if (ready.data < 0) throw runtimeFailure('exec setup failed', ready.message ?? stderrText());
       resizes?.on('resize', resize);
       if (resizes?.latest) resize(resizes.latest);
       await relayAttachSocket(path.join(dir, 'attach'), io, { onConnected: () => start.end(Buffer.from([0])) });
       const all = await messages;
       const last = all[all.length - 1];
-      if (!last || last.data < 0) throw new InternalError(`exec failed: ${cleanRuncMessage(last?.message ?? stderrText())}`);
+      if (!last || last.data < 0) throw runtimeFailure('exec failed', last?.message ?? stderrText());
       return all.length >= 2 ? last.data : Number.parseInt(await fs.readFile(path.join(dir, id), 'utf8').catch(() => '255'), 10);
     } catch (err) {
       await killExecSession(child, dir);
@@ -297,11 +301,11 @@ export class ConmonRuntime implements OciRuntime {
     const bundle = this.bundleOf(id);
     await this.options.runc.delete(id, true);
     // A container killed by the delete makes its conmon write an exit file moments later;
-    // wait for conmon to finish so that file is not left behind after we remove it.
+    // wait for conmon itself to end (not for an exit file: a container that never started
+    // has none to write) so that file is not left behind after we remove it.
     const conmonPid = await readPid(path.join(bundle, CONMON_PIDFILE));
-    if (conmonPid !== undefined && (await isConmon(conmonPid))) {
-      await this.waitExit(id, 2000);
-      if (await isConmon(conmonPid)) killQuietly(conmonPid);
+    if (conmonPid !== undefined && !(await pollUntil(async () => !(await isConmon(conmonPid)), CONMON_EXIT_WAIT_MS))) {
+      killQuietly(conmonPid);
     }
     await fs.rm(path.join(this.options.exitDir, id), { force: true });
     await fs.rm(bundle, { recursive: true, force: true });
@@ -452,11 +456,6 @@ function parseSyncMessage(text: string): SyncMessage | undefined {
 }
 
 /** runc's errors arrive wrapped in its log format; keep the human part. */
-function cleanRuncMessage(message: string): string {
-  const msgs = [...message.matchAll(/msg="((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\"/g, '"'));
-  return (msgs.length > 0 ? msgs.join(': ') : message).trim();
-}
-
 async function readPid(file: string): Promise<number | undefined> {
   try {
     const pid = Number.parseInt((await fs.readFile(file, 'utf8')).trim(), 10);
@@ -466,10 +465,15 @@ async function readPid(file: string): Promise<number | undefined> {
   }
 }
 
-/** True when `pid` is alive and is a conmon (pids are reused). */
+/**
+ * True when `pid` is a live conmon (pids are reused). A zombie is not alive: conmon's parent
+ * is init, and an init that does not reap (a container's, or this VM's) leaves it one.
+ */
 async function isConmon(pid: number): Promise<boolean> {
   try {
-    return (await fs.readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'conmon';
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    const match = /^\d+ \((.*)\) (\S)/.exec(stat);
+    return match?.[1] === 'conmon' && match[2] !== 'Z';
   } catch {
     return false;
   }

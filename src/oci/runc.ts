@@ -8,6 +8,7 @@ import type { StreamIO } from './attach-socket.js';
 import type { ExecOptions, ExecOutcome } from './runtime.js';
 import { describeFailure, exec, execRaw, killProcessGroup, quote, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
+import { runtimeFailure } from './runtime-errors.js';
 
 /** How long runc exec gets to exit after its timed-out process was killed. */
 const RUNC_EXEC_GRACE_MS = 2000;
@@ -31,11 +32,13 @@ export class Runc {
   constructor(
     readonly binary: string,
     readonly root: string,
+    /** runc manages cgroups through systemd (cgroup_driver = "systemd"). */
+    private readonly systemdCgroup = false,
   ) {}
 
-  /** Global arguments every runc call (and conmon's --runtime-arg) carries. */
+  /** Global arguments every runc call (and conmon's --runtime-arg) carries, one token each. */
   globalArgs(): string[] {
-    return ['--root', this.root];
+    return [`--root=${this.root}`, ...(this.systemdCgroup ? ['--systemd-cgroup'] : [])];
   }
 
   async state(id: string): Promise<RuncState | undefined> {
@@ -93,7 +96,7 @@ export class Runc {
     if (result.exitCode === 0) return;
     const stderr = result.stderr;
     if (/does not exist/i.test(stderr)) throw new NotFoundError(`container ${id} does not exist in runc`);
-    throw new InternalError(`runc update ${id}: ${describeFailure(result)}`);
+    throw runtimeFailure(`runc update ${id}`, describeFailure(result));
   }
 
   /**
@@ -122,7 +125,7 @@ export class Runc {
       if (/does not exist|not running|cannot exec in a stopped container/i.test(message)) {
         throw new NotFoundError(`container ${id} is not running: ${message}`);
       }
-      throw new InternalError(`runc exec in ${id}: ${message}`);
+      throw runtimeFailure(`runc exec in ${id}`, err.toString());
     }
     return { stdout: result.stdout, stderr: err, exitCode, timedOut: result.timedOut };
   }

@@ -22,6 +22,7 @@ import { nowNanos, stepTimer } from '../util/time.js';
 import { UndoStack } from '../util/undo.js';
 import { sandboxFilesIn, writeSandboxFiles } from './files.js';
 import { pauseSpec } from './pause-spec.js';
+import { sandboxRecordSchema } from './record-schema.js';
 import {
   SANDBOX_RECORD_VERSION,
   criStateOf,
@@ -73,7 +74,7 @@ export class SandboxService {
   private members: PodMembers = { stopAllIn: async () => undefined, removeAllIn: async () => undefined };
 
   constructor(private readonly deps: SandboxServiceDeps) {
-    this.store = new RecordStore(path.join(deps.config.root, 'sandboxes'), 'sandbox.json', SANDBOX_RECORD_VERSION);
+    this.store = new RecordStore(path.join(deps.config.root, 'sandboxes'), 'sandbox.json', SANDBOX_RECORD_VERSION, sandboxRecordSchema, 'sandbox');
     deps.runtime.onExit((id, exit) => {
       const sandbox = this.sandboxes.find(id);
       if (sandbox?.record.id !== id || sandbox.pauseExit) return;
@@ -144,13 +145,13 @@ export class SandboxService {
     const step = stepTimer(timings);
     try {
       this.names.reserve(record.name, id);
-      undo.push('release name', async () => this.names.release(record.name, id));
+      undo.push('release name', async () => this.names.release(record.name, id), { onlyIfClean: true });
 
       const image = await step('sandboxImage', () => this.deps.sandboxImage());
       record.sandboxImage = image.ref;
       await step('record', () => this.store.save(record));
       this.sandboxes.set(id, { record });
-      undo.push('remove record', () => this.forget(record));
+      undo.push('remove record', () => this.forget(record), { onlyIfClean: true });
 
       // The netns, the pod's files and its shm do not depend on one another; the network needs
       // only the netns, the pause container all three. Each undo is registered before its
@@ -183,7 +184,12 @@ export class SandboxService {
       return id;
     } catch (err) {
       log.error({ err: messageOf(err) }, 'RunPodSandbox failed; undoing');
-      await undo.unwind(log);
+      const left = await undo.unwind(log);
+      if (left.length > 0) {
+        // What could not be undone (a CNI DEL that failed, say) stays named by the record:
+        // the sandbox is NOTREADY, and the kubelet's Stop and Remove retry the teardown.
+        log.error({ left }, 'RunPodSandbox could not undo everything; the sandbox stays NOTREADY for StopPodSandbox and RemovePodSandbox to finish');
+      }
       throw err;
     }
   }
@@ -249,13 +255,18 @@ export class SandboxService {
   /**
    * Stop a sandbox: kill the pause container, detach the network, remove the netns and
    * unmount shm. Every step tolerates what is already gone, so Stop is idempotent and also
-   * finishes sandboxes a crash left half-made or half-stopped.
+   * finishes sandboxes a crash left half-made or half-stopped. An unknown id is success.
    */
   async stop(idOrPrefix: string, log: Logger): Promise<void> {
-    const id = this.sandboxes.get(idOrPrefix).record.id;
+    // The API makes Stop idempotent: a sandbox that is gone is as stopped as it gets.
+    const id = this.sandboxes.find(idOrPrefix)?.record.id;
+    if (!id) {
+      log.info('sandbox already removed; nothing to stop');
+      return;
+    }
     await this.locks.run(id, async () => {
-      const sandbox = this.sandboxes.get(id);
-      await this.stopLocked(sandbox, log);
+      const sandbox = this.sandboxes.find(id);
+      if (sandbox) await this.stopLocked(sandbox, log);
     });
   }
 

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ImageServiceHandlers } from '../api/generated/runtime/v1/ImageService.js';
 import type { RuntimeServiceHandlers } from '../api/generated/runtime/v1/RuntimeService.js';
 import { loadCri } from '../api/cri.js';
-import { InternalError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InternalError, messageOf } from '../errors.js';
 import { filteredConnection } from './authority.js';
 import { after } from '../util/timer.js';
 
@@ -60,6 +60,20 @@ export class CriServer {
   }
 }
 
+/** Whether something accepts connections on the socket (a stale one refuses them). */
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(socketPath);
+    const done = (result: boolean): void => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.setTimeout(1000, () => done(false));
+  });
+}
+
 async function removeStaleSocket(socketPath: string): Promise<void> {
   let stat;
   try {
@@ -68,6 +82,11 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
     return;
   }
   if (!stat.isSocket()) throw new InternalError(`${socketPath} exists and is not a socket; refusing to replace it`);
+  // A socket someone still answers on belongs to a running daemon: taking it over would
+  // leave that daemon unreachable, and its clients talking to the wrong one.
+  if (await answers(socketPath)) {
+    throw new FailedPreconditionError(`${socketPath} is served by a running process (another tscri?); stop it or choose another listen address`);
+  }
   try {
     await fs.unlink(socketPath);
   } catch (err) {

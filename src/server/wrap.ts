@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { TscriError, UnavailableError, UnimplementedError, messageOf } from '../errors.js';
 import { elapsedMs } from '../util/time.js';
+import { shorten } from '../util/text.js';
 import { toServiceError } from './status.js';
 
 /** What a handler gets besides its request: a logger bound to the call's ids. */
@@ -50,7 +51,7 @@ export function unary<Req, Res>(
       },
       (err: unknown) => {
         const expected = err instanceof TscriError && err.code !== 'Internal';
-        log[expected ? 'info' : 'error']({ ms: elapsedMs(started), err: messageOf(err) }, 'failed');
+        log[expected ? 'info' : 'error']({ ms: elapsedMs(started), err: shorten(messageOf(err), 4096) }, 'failed');
         callback(toServiceError(err));
       },
     );
@@ -67,14 +68,19 @@ export function unimplementedStream<Req, Res>(method: string): grpc.handleServer
   return (call) => call.emit('error', toServiceError(new UnimplementedError(`${method} is not implemented by tscri`)));
 }
 
+/** Longest id or image name put on a log line: a client may send megabytes in either. */
+const MAX_LOGGED_ID_CHARS = 256;
+
 function idsOf(message: unknown): Record<string, string> {
   const ids: Record<string, string> = {};
   if (typeof message !== 'object' || message === null) return ids;
   const m = message as Record<string, unknown>;
-  if (typeof m.pod_sandbox_id === 'string' && m.pod_sandbox_id) ids.podSandboxId = m.pod_sandbox_id;
-  if (typeof m.container_id === 'string' && m.container_id) ids.containerId = m.container_id;
-  const image = (m.image as { image?: unknown } | null | undefined)?.image;
-  if (typeof image === 'string' && image) ids.image = image;
+  const put = (key: string, value: unknown): void => {
+    if (typeof value === 'string' && value) ids[key] = shorten(value, MAX_LOGGED_ID_CHARS);
+  };
+  put('podSandboxId', m.pod_sandbox_id);
+  put('containerId', m.container_id);
+  put('image', (m.image as { image?: unknown } | null | undefined)?.image);
   return ids;
 }
 

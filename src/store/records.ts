@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { errnoCode, messageOf } from '../errors.js';
 import { readJsonIfExists, removeDirAtomic, writeJsonAtomic } from './atomic.js';
+import { SchemaError, type Schema } from './schema.js';
 
 /** Every persisted record carries a schema version, so a later tscri can migrate old ones. */
 export interface VersionedRecord {
@@ -10,16 +11,30 @@ export interface VersionedRecord {
   id: string;
 }
 
+/** A record that failed its schema on load: moved aside, never acted on. */
+export interface SetAsideRecord {
+  kind: string;
+  id: string;
+  /** Where it was moved, for the operator to inspect. */
+  movedTo: string;
+  problem: string;
+}
+
 /**
  * Durable records, one directory per object: `<dir>/<id>/<fileName>`. The directory also
  * holds the object's other persistent files (hosts, resolv.conf …), so removing the record
- * removes everything the object owned on disk.
+ * removes everything the object owned on disk. Records are read back through a schema.
  */
 export class RecordStore<T extends VersionedRecord> {
+  /** Records found invalid by the last loadAll. */
+  readonly setAside: SetAsideRecord[] = [];
+
   constructor(
     readonly dir: string,
     private readonly fileName: string,
     private readonly currentVersion: number,
+    private readonly schema: Schema<T>,
+    private readonly kind: string,
   ) {}
 
   dirOf(id: string): string {
@@ -36,9 +51,10 @@ export class RecordStore<T extends VersionedRecord> {
   }
 
   /**
-   * Read every record. A record that cannot be read or has an unknown version is logged
-   * and skipped, never fatal: one bad file must not keep the daemon from starting. Leftovers
-   * of interrupted removals (`*.removing-*`) are deleted.
+   * Read every record. One that cannot be parsed, has an unknown version, or fails its schema
+   * is reported and moved aside to `<root>/quarantine/`, never fatal and never acted on: one
+   * bad file must not keep the daemon from starting, nor make it delete what a tampered path
+   * names. Leftovers of interrupted removals (`*.removing-*`) are deleted.
    */
   async loadAll(log: Logger): Promise<T[]> {
     let entries: string[];
@@ -54,20 +70,40 @@ export class RecordStore<T extends VersionedRecord> {
         await fs.rm(path.join(this.dir, entry), { recursive: true, force: true });
         continue;
       }
+      const dir = path.join(this.dir, entry);
       try {
-        const record = await readJsonIfExists<T>(path.join(this.dir, entry, this.fileName));
-        if (record === undefined) {
-          log.warn({ dir: path.join(this.dir, entry) }, 'directory without a record; removing it');
-          await fs.rm(path.join(this.dir, entry), { recursive: true, force: true });
-        } else if (record.version !== this.currentVersion || record.id !== entry) {
-          log.error({ dir: path.join(this.dir, entry), version: record.version }, 'record of unknown version or id; skipped');
-        } else {
-          records.push(record);
+        const value = await readJsonIfExists<unknown>(path.join(dir, this.fileName));
+        if (value === undefined) {
+          log.warn({ dir }, 'directory without a record; removing it');
+          await fs.rm(dir, { recursive: true, force: true });
+          continue;
         }
+        records.push(this.check(value, entry));
       } catch (err) {
-        log.error({ dir: path.join(this.dir, entry), err: messageOf(err) }, 'unreadable record; skipped');
+        await this.putAside(entry, messageOf(err), log);
       }
     }
     return records;
+  }
+
+  private check(value: unknown, entry: string): T {
+    const version = (value as { version?: unknown } | null)?.version;
+    if (version !== this.currentVersion) throw new SchemaError('version', `${String(version)} is not ${this.currentVersion}`);
+    const record = this.schema(value, '');
+    if (record.id !== entry) throw new SchemaError('id', `does not match its directory ${entry}`);
+    return record;
+  }
+
+  private async putAside(entry: string, problem: string, log: Logger): Promise<void> {
+    const quarantine = path.join(path.dirname(this.dir), 'quarantine');
+    const movedTo = path.join(quarantine, `${this.kind}-${entry}-${Date.now()}`);
+    try {
+      await fs.mkdir(quarantine, { recursive: true, mode: 0o700 });
+      await fs.rename(path.join(this.dir, entry), movedTo);
+      this.setAside.push({ kind: this.kind, id: entry, movedTo, problem });
+      log.error({ [this.kind]: entry, problem, movedTo }, `invalid ${this.kind} record set aside; what it describes is left for the operator`);
+    } catch (err) {
+      log.error({ [this.kind]: entry, problem, err: messageOf(err) }, `invalid ${this.kind} record could not be set aside; skipped`);
+    }
   }
 }

@@ -100,7 +100,8 @@ export class TestDaemon {
     });
     const mirror = process.env.TSCRI_E2E_LOGS ? path.join(process.env.TSCRI_E2E_LOGS, `${path.basename(this.dirs.base)}.log`) : undefined;
     child.stderr!.on('data', (chunk: Buffer) => {
-      this.logs += chunk.toString();
+      // The last few MB are what a failure report needs; a fuzzed daemon logs far more.
+      this.logs = (this.logs + chunk.toString()).slice(-4 * 1024 * 1024);
       // For debugging a failed run: TSCRI_E2E_LOGS=/some/dir keeps every daemon's log there.
       if (mirror) void fs.appendFile(mirror, chunk);
     });
@@ -183,10 +184,17 @@ export class TestDaemon {
    * veth on its bridge. The bridge and temp dirs go last, whatever the verdict.
    */
   async stop(): Promise<void> {
-    const { items } = await this.runtime('ListPodSandbox', {});
-    for (const sandbox of items) await this.runtime('RemovePodSandbox', { pod_sandbox_id: sandbox.id });
+    let removal: unknown;
+    try {
+      const { items } = await this.runtime('ListPodSandbox', {});
+      for (const sandbox of items) await this.runtime('RemovePodSandbox', { pod_sandbox_id: sandbox.id });
+    } catch (err) {
+      removal = err;
+    }
+    // Whatever happened above, the daemon goes: a failed test must not leave it running.
     await this.terminate();
     try {
+      if (removal) throw new Error(`removing every pod failed: ${String(removal)}`);
       const leftovers = [
         ...(await processesMatching(path.join(this.dirs.state, 'bundles'))).map((pid) => `process ${pid}`),
         ...(await mountsUnder(this.dirs.base)).map((m) => `mount ${m}`),
@@ -195,7 +203,8 @@ export class TestDaemon {
       if (leftovers.length > 0) throw new Error(`left behind after removing every pod: ${leftovers.join(', ')}`);
     } finally {
       await execa('ip', ['link', 'del', this.plan.bridge], { reject: false });
-      await fs.rm(this.dirs.base, { recursive: true, force: true });
+      // Never delete through a mount a leftover pod still has: the run's teardown reports it.
+      if ((await mountsUnder(this.dirs.base)).length === 0) await fs.rm(this.dirs.base, { recursive: true, force: true });
       // host-local's default data dir, used by the daemon's default network.
       await fs.rm(`/var/lib/cni/networks/${this.plan.networkName}-default`, { recursive: true, force: true });
     }

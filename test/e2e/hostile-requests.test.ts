@@ -77,6 +77,18 @@ describe('hostile requests', () => {
     expect(result.stdout.toString()).toBe('done\n');
   });
 
+  it('answers an ExecSync that fills both streams to their cap within one reply', async () => {
+    const pod = await newPod('exec-flood');
+    const id = await runContainer(pod, 'c');
+    // 20 MiB on each stream: more than the 16 MiB cap of each, and of the reply together.
+    const flood = 'head -c 20971520 /dev/zero';
+    const result = await daemon.runtime('ExecSync', { container_id: id, cmd: ['sh', '-c', `${flood}; ${flood} >&2; exit 3`], timeout: 60 });
+    expect(result.exit_code).toBe(3);
+    expect(result.stdout.length + result.stderr.length).toBeLessThanOrEqual(16 * 1024 * 1024);
+    expect(result.stdout.length).toBeGreaterThan(7 * 1024 * 1024);
+    expect(result.stderr.length).toBeGreaterThan(7 * 1024 * 1024);
+  });
+
   it('refuses bad pod configs before making a netns or calling CNI', async () => {
     const netnsBefore = await netnsCount();
     const recordsBefore = (await daemon.cniRecords()).length;

@@ -53,6 +53,37 @@ describe('a RunPodSandbox that fails halfway', () => {
     await expect(daemon.runtime('RunPodSandbox', { config })).rejects.not.toMatchObject({ code: grpcStatus.ALREADY_EXISTS });
   });
 
+  it('keeps a sandbox whose CNI DEL failed during the undo, NOTREADY, until Remove finishes the DEL', async () => {
+    const broken = path.join(await fs.mkdtemp('/tmp/tscri-del-'), 'broken');
+    await fs.writeFile(broken, '');
+    daemon = await startTestDaemon({
+      network: (plan, dirs) =>
+        bridgeNetwork(plan, dirs, [
+          { type: 'tscri-test-plugin', failOn: 'DEL', failMsg: 'cannot release', failWhileExists: broken },
+          { type: 'tscri-test-plugin', failOn: 'ADD', failMsg: 'no more addresses' },
+        ]),
+    });
+    const netnsBefore = await netnsList();
+    await expect(daemon.runtime('RunPodSandbox', { config: podConfig('del-fails') })).rejects.toMatchObject({
+      code: grpcStatus.INTERNAL,
+      details: expect.stringMatching(/no more addresses/),
+    });
+    // DEL went through the rest of the chain, but the failed plugin's part is not undone: the
+    // cached attachment and the record that names it stay for a retry.
+    expect(await fs.readdir(path.join(daemon.dirs.root, 'cni', 'results'))).not.toEqual([]);
+    const dels = async () => (await daemon!.cniRecords()).filter((r) => r.command === 'DEL').length;
+    const delsAfterRun = await dels();
+    const { items } = await daemon.runtime('ListPodSandbox', {});
+    expect(items).toHaveLength(1);
+    expect(items[0]).toMatchObject({ state: 'SANDBOX_NOTREADY', metadata: { name: 'del-fails' } });
+    // Remove retries the DEL, which now works, and everything goes.
+    await fs.rm(path.dirname(broken), { recursive: true });
+    await daemon.runtime('StopPodSandbox', { pod_sandbox_id: items[0]!.id });
+    await daemon.runtime('RemovePodSandbox', { pod_sandbox_id: items[0]!.id });
+    expect(await dels()).toBeGreaterThan(delsAfterRun);
+    await expectNothingLeft(daemon, netnsBefore);
+  });
+
   it('returns the runc error when the pause container cannot start and undoes the network', async () => {
     daemon = await startTestDaemon();
     const netnsBefore = await netnsList();

@@ -191,11 +191,16 @@ describe('pod sandboxes end to end', () => {
     });
   });
 
-  it('answers NotFound for an unknown id and accepts unique id prefixes', async () => {
+  it('answers NotFound for an unknown id in Status, stops and removes it idempotently, and accepts unique id prefixes', async () => {
     await expect(daemon.runtime('PodSandboxStatus', { pod_sandbox_id: 'f'.repeat(64), verbose: false })).rejects.toMatchObject({
       code: grpcStatus.NOT_FOUND,
     });
-    await expect(daemon.runtime('StopPodSandbox', { pod_sandbox_id: 'f'.repeat(64) })).rejects.toMatchObject({
+    // The API makes stops idempotent: a pod (or container) that does not exist is stopped.
+    await daemon.runtime('StopPodSandbox', { pod_sandbox_id: 'f'.repeat(64) });
+    await daemon.runtime('RemovePodSandbox', { pod_sandbox_id: 'f'.repeat(64) });
+    await daemon.runtime('StopContainer', { container_id: 'f'.repeat(64), timeout: 10 });
+    await daemon.runtime('RemoveContainer', { container_id: 'f'.repeat(64) });
+    await expect(daemon.runtime('ContainerStatus', { container_id: 'f'.repeat(64), verbose: false })).rejects.toMatchObject({
       code: grpcStatus.NOT_FOUND,
     });
     const id = await runPod(podConfig('prefix'));

@@ -5,8 +5,9 @@ import { errnoCode, messageOf } from '../../errors.js';
 import { writeJsonAtomic } from '../../store/atomic.js';
 import type { ImageConfig } from '../registry/manifest.js';
 import type { StoreLayout } from './layout.js';
+import { IMAGE_RECORD_VERSION, imageRecordSchema } from './record-schema.js';
 
-export const IMAGE_RECORD_VERSION = 1;
+export { IMAGE_RECORD_VERSION };
 
 export interface LayerRecord {
   diffId: string;
@@ -61,11 +62,12 @@ export class ImageRecords {
     }
     for (const file of files.filter((f) => f.endsWith('.json'))) {
       try {
-        const record = JSON.parse(await fs.readFile(path.join(this.layout.recordsDir, file), 'utf8')) as ImageRecord;
-        if (record.version !== IMAGE_RECORD_VERSION) throw new Error(`unknown version ${record.version}`);
+        const record = imageRecordSchema(JSON.parse(await fs.readFile(path.join(this.layout.recordsDir, file), 'utf8')), '');
+        if (this.layout.record(record.id) !== path.join(this.layout.recordsDir, file)) throw new Error(`id ${record.id} does not match the file name`);
         this.byId.set(record.id, record);
       } catch (err) {
-        this.log.error({ file, err: messageOf(err) }, 'unreadable image record; skipped');
+        // Skipped, never acted on: its layers are not counted as used, so GC may take them.
+        this.log.error({ file, err: messageOf(err) }, 'invalid image record; skipped');
       }
     }
   }

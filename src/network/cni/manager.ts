@@ -76,6 +76,8 @@ interface ChainRun {
 
 /** The inputs of a DEL: from the cache entry when there is one, else from the present. */
 interface TeardownInputs {
+  /** From the ADD's cache entry (else the network loaded now, for a precautionary DEL). */
+  cached: boolean;
   network: NetworkConfigList;
   netnsPath: string;
   args: CniArgPair[];
@@ -243,6 +245,12 @@ export class CniNetworkManager implements NetworkManager {
     const run = this.chainRun(inputs.network, att.containerId, netnsPath, att.ifName, inputs.args, inputs.capabilityArgs);
     const failures = await this.delChain(run, this.delPrevResult(inputs, log));
     const [first, ...others] = failures;
+    if (first !== undefined && !inputs.cached) {
+      // ADD writes its cache entry before any plugin runs: without one, no ADD ever started
+      // for this attachment, and this DEL was only a precaution. Nothing is left to retry.
+      log.warn({ errors: failures.map(messageOf) }, 'CNI DEL without a cached ADD failed; nothing was attached');
+      return;
+    }
     if (first !== undefined) {
       if (others.length > 0) log.warn({ errors: others.map(messageOf) }, 'further CNI DEL failures');
       throw first;
@@ -261,6 +269,7 @@ export class CniNetworkManager implements NetworkManager {
     if (current === undefined) return undefined;
     log.debug({ network: current.config.name }, 'no CNI cache entry; tearing down with the current network');
     return {
+      cached: false,
       network: current.config,
       netnsPath: att.netnsPath,
       args: att.args ?? [],
@@ -274,6 +283,7 @@ export class CniNetworkManager implements NetworkManager {
       const entry = await this.cache.read(containerId, ifName);
       if (entry === undefined) return undefined;
       return {
+        cached: true,
         network: parseNetworkConfigList(entry.config),
         netnsPath: entry.netnsPath,
         args: entry.args,
