@@ -71,6 +71,13 @@ export class DeadlineExceededError extends TscriError {
   }
 }
 
+/** The client cancelled the call (or its deadline passed) before the answer. */
+export class CanceledError extends TscriError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('Canceled', message, options);
+  }
+}
+
 /** An RPC tscri does not serve (yet). */
 export class UnimplementedError extends TscriError {
   constructor(message: string, options?: ErrorOptions) {

@@ -23,6 +23,7 @@ import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { mountOverlay, unmountAll } from '../util/mount.js';
 import { nanosFromDate, nowNanos, pollUntil, stepTimer } from '../util/time.js';
+import { ParkedCreations } from '../util/parking.js';
 import { UndoStack } from '../util/undo.js';
 import {
   CONTAINER_RECORD_VERSION,
@@ -48,6 +49,8 @@ const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
  * both ends (kubelet's and ours), less room for the rest of the message.
  */
 const EXEC_REPLY_BUDGET = 16 * 1024 * 1024 - 64 * 1024;
+/** How long a container whose CreateContainer client gave up waits for the retry before it is removed. */
+const UNCLAIMED_TTL_MS = 5 * 60_000;
 /** After SIGKILL, how long to wait for the exit to be recorded. */
 const KILL_WAIT_MS = 10_000;
 /** How long ReopenContainerLog waits for conmon to create the new log file. */
@@ -72,6 +75,7 @@ export class ContainerService {
   private readonly names = new NameRegistry('container');
   readonly containers = new IdIndex<ContainerRecord>('container');
   private readonly locks = new KeyedMutex();
+  private readonly parked = new ParkedCreations('CreateContainer', UNCLAIMED_TTL_MS, (id, log) => this.remove(id, log));
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION, containerRecordSchema, 'container');
@@ -120,7 +124,11 @@ export class ContainerService {
     return this.containers.values().filter((c) => c.sandboxId === sandboxId);
   }
 
-  async create(request: cri.CreateContainerRequest, baseLog: Logger): Promise<string> {
+  /**
+   * CreateContainer. A call whose client gives up is not cut short: the container is
+   * finished and handed to the kubelet's retry with the same metadata.
+   */
+  async create(request: cri.CreateContainerRequest, baseLog: Logger, signal?: AbortSignal): Promise<string> {
     validateCreateContainer(request);
     const config = request.config;
     const sandbox = this.deps.sandboxes.get(request.pod_sandbox_id);
@@ -129,9 +137,13 @@ export class ContainerService {
     }
     this.checkPidTarget(config, sandbox);
     const image = this.deps.images.get(config.image!.image);
-    const id = newId();
-    const log = baseLog.child({ containerId: id, podSandboxId: sandbox.record.id });
-    return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, log));
+    const start = (): Promise<string> => {
+      const id = newId();
+      const log = baseLog.child({ containerId: id, podSandboxId: sandbox.record.id });
+      return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, log));
+    };
+    const key = containerNameOf(config.metadata!, sandbox.record.config.metadata!);
+    return this.parked.create(key, start, baseLog, signal);
   }
 
   /**

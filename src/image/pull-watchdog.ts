@@ -42,6 +42,12 @@ export class PullWatchdog {
     this.idle.stop();
   }
 
+  /** End the pull now, for `reason` (every client gave up). */
+  cancel(reason: Error): void {
+    this.idle.stop();
+    this.controller.abort(reason);
+  }
+
   private expire(): void {
     const urls = this.waitingOn();
     const shown = urls.slice(0, 3).map((url) => excerpt(url)).join(', ');

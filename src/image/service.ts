@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
-import { InvalidArgumentError, NotFoundError, messageOf } from '../errors.js';
+import { CanceledError, InvalidArgumentError, NotFoundError, messageOf } from '../errors.js';
+import { untilAborted } from '../util/abort.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { nanosFromDate, nowNanos } from '../util/time.js';
 import { secondsToDelay } from '../util/timer.js';
@@ -23,6 +24,18 @@ import { quote } from '../validation/fields.js';
 const MIN_ID_PREFIX = 12;
 
 /** What watches one pull: its progress (for ImageStatus and logs), what it touched, its watchdog. */
+/** A pull under way, and the PullImage calls waiting for it. */
+interface RunningPull {
+  promise: Promise<ImageRecord>;
+  progress: PullProgress;
+  touched: Set<string>;
+  watchdog: PullWatchdog;
+  waiters: number;
+  settled: boolean;
+  /** Every waiter gave up and the pull was told to stop; a retry waits for it to unwind. */
+  cancelled: boolean;
+}
+
 interface PullWatch {
   progress: PullProgress;
   touched: Set<string>;
@@ -39,7 +52,7 @@ export class ImageService {
   private readonly blobs: BlobStore;
   readonly layers: LayerStore;
   private readonly mutex = new KeyedMutex();
-  private readonly pulls = new Map<string, { promise: Promise<ImageRecord>; progress: PullProgress; touched: Set<string> }>();
+  private readonly pulls = new Map<string, RunningPull>();
   /** Layers something still stands on (a container's rootfs, the pause rootfs), by owner. */
   private readonly retained = new Map<string, string[]>();
 
@@ -85,24 +98,44 @@ export class ImageService {
   /**
    * PullImage: returns the image id (config digest). Concurrent pulls of one reference share
    * the work, and its failure: a pull its watchdog gives up fails for every caller that joined
-   * it, and is forgotten, so the next PullImage starts afresh.
+   * it, and is forgotten, so the next PullImage starts afresh. A pull every caller has given
+   * up on (cancelled, or past its deadline) is cancelled too; a retry waits for it to unwind
+   * and starts a new one.
    */
-  async pull(image: cri.ImageSpec | null, auth: cri.AuthConfig | null, log: Logger): Promise<string> {
+  async pull(image: cri.ImageSpec | null, auth: cri.AuthConfig | null, log: Logger, signal?: AbortSignal): Promise<string> {
     if (!image?.image) throw new InvalidArgumentError('image reference is required');
     const ref = parseReference(image.image);
     const key = formatReference(ref);
-    const running = this.pulls.get(key);
-    if (running) return (await running.promise).id;
+    let running = this.pulls.get(key);
+    if (running?.cancelled) {
+      await running.promise.catch(() => undefined);
+      running = this.pulls.get(key);
+    }
+    const pull = running ?? this.startPull(ref, key, auth, log);
+    pull.waiters++;
+    try {
+      return (await untilAborted(pull.promise, signal)).id;
+    } finally {
+      if (--pull.waiters === 0 && !pull.settled) {
+        pull.cancelled = true;
+        pull.watchdog.cancel(new CanceledError(`every client of the pull of ${key} gave up`));
+      }
+    }
+  }
+
+  private startPull(ref: ImageReference, key: string, auth: cri.AuthConfig | null, log: Logger): RunningPull {
     const watchdog = new PullWatchdog(key, secondsToDelay(this.config.registry.pullProgressTimeoutSeconds));
     const progress = new PullProgress(key, log, () => watchdog.progress());
     const touched = new Set<string>();
     const promise = this.pullNew(ref, auth, { progress, touched, watchdog }, log.child({ image: key }));
-    this.pulls.set(key, { promise, progress, touched });
-    try {
-      return (await promise).id;
-    } finally {
-      this.pulls.delete(key);
-    }
+    const pull: RunningPull = { promise, progress, touched, watchdog, waiters: 0, settled: false, cancelled: false };
+    this.pulls.set(key, pull);
+    const forget = (): void => {
+      pull.settled = true;
+      if (this.pulls.get(key) === pull) this.pulls.delete(key);
+    };
+    promise.then(forget, forget);
+    return pull;
   }
 
   private async pullNew(ref: ImageReference, auth: cri.AuthConfig | null, watch: PullWatch, log: Logger): Promise<ImageRecord> {

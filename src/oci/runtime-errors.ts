@@ -30,7 +30,7 @@ interface Cause {
 /** Failures that the request's content caused, and which field to name for each. */
 const REQUEST_CAUSES: Cause[] = [
   {
-    pattern: /exec: "([^"]*)": (executable file not found in \$PATH|no such file or directory|permission denied|is a directory)/,
+    pattern: /exec: "([^"]*)": (?:stat [^:]*: )?(executable file not found in \$PATH|no such file or directory|permission denied|is a directory)/,
     explain: (m) => `command ${quote(m[1])} cannot be run in the container: ${m[2]}`,
   },
   {

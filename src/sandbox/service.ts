@@ -19,6 +19,7 @@ import { newId } from '../util/ids.js';
 import { mountTmpfs, unmountAll } from '../util/mount.js';
 import { allOrFirstError } from '../util/parallel.js';
 import { nowNanos, stepTimer } from '../util/time.js';
+import { ParkedCreations } from '../util/parking.js';
 import { UndoStack } from '../util/undo.js';
 import { sandboxFilesIn, writeSandboxFiles } from './files.js';
 import { pauseSpec } from './pause-spec.js';
@@ -38,6 +39,11 @@ import { quote } from '../validation/fields.js';
 export const POD_IFNAME = 'eth0';
 /** Runtime handlers tscri serves: the default ("") and runc by name. */
 export const RUNTIME_HANDLERS = ['', 'runc'] as const;
+/**
+ * How long a pod whose RunPodSandbox client gave up waits for the retry before it is removed:
+ * the kubelet retries at once, and gives a call 4 minutes.
+ */
+const UNCLAIMED_TTL_MS = 5 * 60_000;
 /** How long a stop waits for a SIGKILLed pause container to be reported gone. */
 const PAUSE_EXIT_TIMEOUT_MS = 10_000;
 /** The pod's shared memory, as Docker and containerd size it. */
@@ -72,6 +78,7 @@ export class SandboxService {
   /** One operation at a time per sandbox: a Stop racing a Remove must not interleave steps. */
   private readonly locks = new KeyedMutex();
   private members: PodMembers = { stopAllIn: async () => undefined, removeAllIn: async () => undefined };
+  private readonly parked = new ParkedCreations('RunPodSandbox', UNCLAIMED_TTL_MS, (id, log) => this.remove(id, log));
 
   constructor(private readonly deps: SandboxServiceDeps) {
     this.store = new RecordStore(path.join(deps.config.root, 'sandboxes'), 'sandbox.json', SANDBOX_RECORD_VERSION, sandboxRecordSchema, 'sandbox');
@@ -131,11 +138,18 @@ export class SandboxService {
     return this.store.dirOf(id);
   }
 
-  async run(config: cri.PodSandboxConfig | null, runtimeHandler: string, baseLog: Logger): Promise<string> {
+  /**
+   * RunPodSandbox. A call whose client gives up (the kubelet's deadline) is not cut short:
+   * the pod is finished and handed to the kubelet's retry with the same metadata.
+   */
+  async run(config: cri.PodSandboxConfig | null, runtimeHandler: string, baseLog: Logger, signal?: AbortSignal): Promise<string> {
     validateSandboxConfig(config);
     checkRuntimeHandler(runtimeHandler);
-    const id = newId();
-    return this.locks.run(id, () => this.runLocked(id, config, runtimeHandler, baseLog.child({ podSandboxId: id })));
+    const start = (): Promise<string> => {
+      const id = newId();
+      return this.locks.run(id, () => this.runLocked(id, config, runtimeHandler, baseLog.child({ podSandboxId: id })));
+    };
+    return this.parked.create(sandboxNameOf(config.metadata!), start, baseLog, signal);
   }
 
   private async runLocked(id: string, config: cri.PodSandboxConfig, runtimeHandler: string, log: Logger): Promise<string> {

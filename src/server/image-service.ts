@@ -6,7 +6,7 @@ import { unary, unimplementedStream, type WrapOptions } from './wrap.js';
 export function imageServiceHandlers(images: ImageService, options: WrapOptions): ImageServiceHandlers {
   return {
     PullImage: unary('PullImage', options, async (req, ctx) => ({
-      image_ref: await images.pull(req.image, req.auth, ctx.log),
+      image_ref: await images.pull(req.image, req.auth, ctx.log, ctx.signal),
     })),
     ListImages: unary('ListImages', options, async (req) => ({ images: images.list(req.filter) })),
     StreamImages: unimplementedStream('StreamImages'),

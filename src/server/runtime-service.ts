@@ -30,7 +30,7 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
     UpdateRuntimeConfig: unary('UpdateRuntimeConfig', options, async (req) => info.updateRuntimeConfig(req)),
 
     RunPodSandbox: unary('RunPodSandbox', options, async (req, ctx) => ({
-      pod_sandbox_id: await sandboxes.run(req.config, req.runtime_handler, ctx.log),
+      pod_sandbox_id: await sandboxes.run(req.config, req.runtime_handler, ctx.log, ctx.signal),
     })),
     StopPodSandbox: unary('StopPodSandbox', options, async (req, ctx) => {
       await sandboxes.stop(req.pod_sandbox_id, ctx.log);
@@ -46,7 +46,7 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
     UpdatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
 
     CreateContainer: unary('CreateContainer', options, async (req, ctx) => ({
-      container_id: await containers.create(req, ctx.log),
+      container_id: await containers.create(req, ctx.log, ctx.signal),
     })),
     StartContainer: unary('StartContainer', options, async (req, ctx) => {
       await containers.start(req.container_id, ctx.log);

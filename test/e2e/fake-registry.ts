@@ -173,7 +173,16 @@ export class FakeRegistry {
     return this;
   }
 
+  /** Responses still being sent: a client that hangs up ends them. */
+  private open = 0;
+
+  get openResponses(): number {
+    return this.open;
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.open++;
+    res.once('close', () => this.open--);
     const url = new URL(req.url ?? '/', this.url);
     const method = req.method ?? 'GET';
     const [, repository, kind, reference = ''] = API_PATH.exec(url.pathname) ?? [];

@@ -15,6 +15,7 @@ describe('runc failures as errors a client can act on', () => {
   it.each([
     ['exec: "nope": executable file not found in $PATH', /command "nope" cannot be run in the container: executable file not found/],
     ['exec: "/etc": is a directory', /command "\/etc" cannot be run/],
+    ['exec: "/no/such": stat /no/such: no such file or directory', /command "\/no\/such" cannot be run in the container: no such file or directory/],
     ['error during container init: write /proc/sys/net/core/somaxconn: invalid argument', /sysctl "net\.core\.somaxconn": the kernel refused the value \(invalid argument\)/],
     ['error during container init: mkdir /etc/passwd: not a directory', /"\/etc\/passwd" cannot be made a directory in the container: not a directory/],
     ['error during container init: error mounting "/dev/null" to rootfs at "/etc": mount /dev/null:/etc (via /proc/self/fd/6), flags: 0x5000: not a directory', /cannot mount "\/dev\/null" at "\/etc"/],
