@@ -78,7 +78,7 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   const stats = new StatsService(config, containers, sandboxes);
   const streaming = new StreamingService({ config, containers, sandboxes, runtime, log });
   await streaming.listen();
-  const info = new RuntimeInfoService(config, network);
+  const info = new RuntimeInfoService(config, network, () => [...sandboxes.setAsideRecords(), ...containers.setAsideRecords()]);
 
   let ready = false;
   const wrapOptions = { log, isReady: () => ready };

@@ -18,7 +18,7 @@ import type { SandboxService } from '../sandbox/service.js';
 import { criStateOf as sandboxStateOf, type Sandbox } from '../sandbox/sandbox.js';
 import { IdIndex } from '../store/id-index.js';
 import { NameRegistry } from '../store/names.js';
-import { RecordStore } from '../store/records.js';
+import { RecordStore, type SetAsideRecord } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { mountOverlay, unmountAll } from '../util/mount.js';
@@ -118,6 +118,11 @@ export class ContainerService {
 
   get(idOrPrefix: string): ContainerRecord {
     return this.containers.get(idOrPrefix);
+  }
+
+  /** Records found invalid at recovery and moved aside, for the operator. */
+  setAsideRecords(): readonly SetAsideRecord[] {
+    return this.store.setAside;
   }
 
   inSandbox(sandboxId: string): ContainerRecord[] {

@@ -2,6 +2,7 @@ import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import type { NetworkManager } from '../network/cni/types.js';
+import type { SetAsideRecord } from '../store/records.js';
 import { RUNTIME_HANDLERS } from '../sandbox/service.js';
 import { KUBE_RUNTIME_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME, TSCRI_VERSION } from '../version.js';
 
@@ -12,6 +13,8 @@ export class RuntimeInfoService {
   constructor(
     private readonly config: Config,
     private readonly network: NetworkManager,
+    /** Records recovery found invalid and moved aside (shown in verbose status). */
+    private readonly setAsideRecords: () => readonly SetAsideRecord[] = () => [],
   ) {}
 
   version(): wire.VersionResponse {
@@ -45,6 +48,7 @@ export class RuntimeInfoService {
         network: JSON.stringify(network),
         version: JSON.stringify({ tscri: TSCRI_VERSION, node: process.version }),
         podCidr: this.podCidr,
+        setAsideRecords: JSON.stringify(this.setAsideRecords()),
       };
     }
     return response;

@@ -14,7 +14,7 @@ import { cgroupsPathFor } from '../oci/spec.js';
 import { IdIndex } from '../store/id-index.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { NameRegistry } from '../store/names.js';
-import { RecordStore } from '../store/records.js';
+import { RecordStore, type SetAsideRecord } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { mountTmpfs, unmountAll } from '../util/mount.js';
 import { allOrFirstError } from '../util/parallel.js';
@@ -126,6 +126,11 @@ export class SandboxService {
 
   get(idOrPrefix: string): Sandbox {
     return this.sandboxes.get(idOrPrefix);
+  }
+
+  /** Records found invalid at recovery and moved aside, for the operator. */
+  setAsideRecords(): readonly SetAsideRecord[] {
+    return this.store.setAside;
   }
 
   /** Let Stop and Remove reach the pod's containers (set once the container service exists). */

@@ -128,6 +128,8 @@ describe('faults an operator meets', () => {
     const quarantine = await fs.readdir(path.join(daemon.dirs.root, 'quarantine'));
     expect(quarantine.some((entry) => entry.startsWith(`sandbox-${bad.id}`))).toBe(true);
     expect(daemon.logs).toMatch(/invalid sandbox record set aside/);
+    const { info } = await daemon.runtime('Status', { verbose: true });
+    expect(JSON.parse(info.setAsideRecords!)).toEqual([expect.objectContaining({ kind: 'sandbox', id: bad.id, problem: expect.stringMatching(/netnsPath/) })]);
     expect(await exists('/etc/passwd')).toBe(true);
     // What the set-aside pod still holds is the operator's to clean; here, the test's.
     await fs.writeFile(path.join(daemon.dirs.root, 'quarantine', quarantine.find((e) => e.startsWith(`sandbox-${bad.id}`))!, 'sandbox.json'), JSON.stringify({ ...record, netnsPath: realNetns }));
