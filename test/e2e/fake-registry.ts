@@ -377,7 +377,7 @@ function misbehaveLayer(res: http.ServerResponse, hostility: Hostility, bytes: B
  * Write `first`, then filler for as long as the client keeps reading: the body of a registry
  * that never stops. Waits for 'drain' so the test process itself stays small.
  */
-async function pourEndlessly(res: http.ServerResponse, first?: Buffer): Promise<void> {
+export async function pourEndlessly(res: http.ServerResponse, first?: Buffer): Promise<void> {
   if (first) res.write(first);
   while (!res.destroyed) {
     if (res.write(FILLER)) continue;

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import {
 } from '../../src/network/cni/exec.js';
 import { CniPluginError } from '../../src/network/cni/errors.js';
 import { parseConfig } from '../../src/config/config.js';
+import { expectAllDead } from './processes.js';
 
 const TEST_PLUGIN = fileURLToPath(new URL('../fixtures/cni/tscri-test-plugin', import.meta.url));
 
@@ -40,22 +41,6 @@ async function writtenPids(name?: string): Promise<number[]> {
   const files = (await fs.readdir(dir)).filter((f) => (name ? f === `${name}.pids` : f.endsWith('.pids')));
   const texts = await Promise.all(files.map((f) => fs.readFile(path.join(dir, f), 'utf8')));
   return texts.flatMap((t) => t.split(/\s+/).filter(Boolean).map(Number));
-}
-
-/** Alive and not a zombie (pid 1 here does not reap orphans). */
-function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-async function expectAllDead(pids: number[]): Promise<void> {
-  const deadline = Date.now() + 2000;
-  while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(pids.filter(isRunning)).toEqual([]);
 }
 
 async function script(name: string, body: string, mode = 0o755): Promise<string> {

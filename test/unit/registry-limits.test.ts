@@ -23,23 +23,7 @@ import { sha256Digest } from '../../src/image/registry/verify.js';
 import { StoreLayout } from '../../src/image/store/layout.js';
 import { LayerStore } from '../../src/image/store/layers.js';
 import { silentLogger } from '../../src/log.js';
-
-const FILLER = Buffer.alloc(64 * 1024, 'x');
-
-/** Write `first`, then filler for as long as the client reads. */
-async function pour(res: http.ServerResponse, first?: Buffer): Promise<void> {
-  if (first) res.write(first);
-  while (!res.destroyed) {
-    if (res.write(FILLER)) continue;
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        res.off('drain', done).off('close', done);
-        resolve();
-      };
-      res.on('drain', done).on('close', done);
-    });
-  }
-}
+import { pourEndlessly } from '../e2e/fake-registry.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -105,7 +89,7 @@ describe('reading a body with a cap', () => {
   it('refuses a Content-Length above the cap before reading any of it', async () => {
     const local = (await startServer()).on('/huge', (_req, res) => {
       res.writeHead(200, { 'content-length': 10 * 1024 ** 3 });
-      void pour(res);
+      void pourEndlessly(res);
     });
     let read = 0;
     const response = await fetch(`${local.url}/huge`);
@@ -120,7 +104,7 @@ describe('reading a body with a cap', () => {
   it('cuts a chunked body off as soon as it passes the cap', async () => {
     const local = (await startServer()).on('/endless', (_req, res) => {
       res.writeHead(200);
-      void pour(res);
+      void pourEndlessly(res);
     });
     let read = 0;
     const response = await fetch(`${local.url}/endless`);
@@ -215,7 +199,7 @@ describe('a registry session against a hostile registry', () => {
   it('refuses a manifest announced above 4 MiB and cuts an endless one off, naming the URL', async () => {
     const local = (await startServer()).on(manifestPath, (_req, res) => {
       res.writeHead(200, { 'content-type': MediaType.ociManifest, 'content-length': 10 * 1024 ** 3 });
-      void pour(res);
+      void pourEndlessly(res);
     });
     const announced = await rejection(session(local).manifest('v1'));
     expect(announced.error.code).toBe('ResourceExhausted');
@@ -223,7 +207,7 @@ describe('a registry session against a hostile registry', () => {
 
     local.on(manifestPath, (_req, res) => {
       res.writeHead(200, { 'content-type': MediaType.ociManifest });
-      void pour(res);
+      void pourEndlessly(res);
     });
     const endless = await rejection(session(local).manifest('v1'));
     expect(endless.error.code).toBe('ResourceExhausted');
@@ -258,7 +242,7 @@ describe('a registry session against a hostile registry', () => {
   it('reads a config no further than its descriptor says, and never one above 8 MiB', async () => {
     const local = (await startServer()).on(configPath, (_req, res) => {
       res.writeHead(200);
-      void pour(res, config);
+      void pourEndlessly(res, config);
     });
     const long = await rejection(session(local).blobBytes(configDescriptor));
     expect(long.error.code).toBe('Internal');
@@ -294,7 +278,7 @@ describe('a registry session against a hostile registry', () => {
 
     local.on(manifestPath, (_req, res) => {
       res.writeHead(500, { 'content-type': 'application/json' });
-      void pour(res, Buffer.from('{"errors":[{"code":"UNKNOWN","message":"'));
+      void pourEndlessly(res, Buffer.from('{"errors":[{"code":"UNKNOWN","message":"'));
     });
     const endless = await rejection(session(local).manifest('v1'));
     expect(endless.error.message).toContain('500 Internal Server Error (error body over the 64 KiB limit for error bodies, not shown)');
@@ -309,7 +293,7 @@ describe('a registry session against a hostile registry', () => {
       })
       .on('/token', (_req, res) => {
         res.writeHead(200, { 'content-type': 'application/json' });
-        void pour(res, Buffer.from('{"token":"'));
+        void pourEndlessly(res, Buffer.from('{"token":"'));
       });
     const { error } = await rejection(session(local).manifest('v1'));
     expect(error.code).toBe('ResourceExhausted');

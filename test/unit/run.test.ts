@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_MAX_OUTPUT_BYTES, exec, killProcessGroup, run } from '../../src/util/run.js';
 import { InternalError } from '../../src/errors.js';
+import { expectAllDead } from './processes.js';
 
 let dir: string;
 
@@ -38,31 +39,6 @@ async function pidsIn(where: string): Promise<number[]> {
 
 async function pidsFrom(file: string): Promise<number[]> {
   return (await fs.readFile(file, 'utf8')).split(/\s+/).filter(Boolean).map(Number);
-}
-
-/**
- * Alive and not a zombie. On this VM pid 1 does not reap orphans, so a killed grandchild
- * stays a zombie and process.kill(pid, 0) alone would call it alive.
- */
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** SIGKILL takes effect within moments, not synchronously: poll briefly. */
-async function expectAllDead(pids: number[]): Promise<void> {
-  const deadline = Date.now() + 2000;
-  while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(pids.filter(isRunning)).toEqual([]);
 }
 
 function ownProcessGroup(): number {
