@@ -103,6 +103,8 @@ export class ContainerService {
       this.deps.images.retainLayers(record.id, record.image.layers);
     }
     await Promise.all(records.map((record) => this.reconcile(record)));
+    // Exec sessions do not survive their daemon: their clients' connections died with it.
+    await this.deps.runtime.endOrphanedExecSessions();
     this.deps.log.info({ containers: records.length }, 'containers recovered');
   }
 

@@ -2,12 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { InternalError, TscriError, errnoCode, messageOf } from '../errors.js';
+import { InternalError, NotFoundError, TscriError, errnoCode, messageOf } from '../errors.js';
 import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
 import { Runc, type RuncState } from './runc.js';
 import { relayAttachSocket, type StreamIO } from './attach-socket.js';
+import { EXECS_DIR, SESSION_PROCESS_FILE, allSessionDirs, endExecSessions, sessionDirsOf } from './exec-sessions.js';
 import type {
   ContainerExit,
   CreateRequest,
@@ -39,6 +40,12 @@ export interface ConmonRuntimeOptions {
   createTimeoutMs?: number;
 }
 
+/** An exec session's directory and the process spec written in it. */
+interface ExecSession {
+  dir: string;
+  processFile: string;
+}
+
 /** What conmon reports on its sync pipe: the container pid, or -1 and why not. */
 interface SyncMessage {
   data: number;
@@ -52,8 +59,10 @@ const CONMON_PIDFILE = 'conmon.pid';
 const CONTROL_RESIZE = 1;
 const CONTROL_REOPEN_LOG = 2;
 const CONTAINER_PIDFILE = 'pidfile';
-/** The exec'd process's pid, in an exec-with-terminal's own directory. */
+/** The exec'd process's pid, written by runc (or conmon) into the session's directory. */
 const EXEC_PIDFILE = 'exec.pid';
+/** Only the comm of a process is cheap to read: the kernel keeps its first 15 bytes. */
+const COMM_LENGTH = 15;
 const OOM_FILE = 'oom';
 /** conmon's own stderr is a line or two (its errors before it daemonizes); more is dropped. */
 const MAX_STDERR_BYTES = 64 * 1024;
@@ -70,10 +79,15 @@ export class ConmonRuntime implements OciRuntime {
   private readonly exits = new EventEmitter();
   private watcher: FSWatcher | undefined;
   private readonly createTimeoutMs: number;
+  /** Directories of the exec sessions this daemon serves now (see exec-sessions.ts). */
+  private readonly liveSessions = new Set<string>();
+  /** What the monitors of exec sessions are called in the process table: conmon and runc. */
+  private readonly monitorNames: ReadonlySet<string>;
 
   constructor(private readonly options: ConmonRuntimeOptions) {
     this.createTimeoutMs = options.createTimeoutMs ?? 120_000;
     this.exits.setMaxListeners(0);
+    this.monitorNames = new Set([options.conmon, options.runc.binary].map((file) => path.basename(file).slice(0, COMM_LENGTH)));
   }
 
   /** Create the bundle and exit directories and start watching for exits. */
@@ -189,15 +203,11 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async exec(id: string, process: OciProcess, options: ExecOptions = {}): Promise<ExecOutcome> {
-    const bundle = this.bundleOf(id);
-    const token = newId().slice(0, 12);
-    const processFile = path.join(bundle, `exec-${token}.json`);
-    const pidFile = path.join(bundle, `exec-${token}.pid`);
-    await writeJsonAtomic(processFile, process, { durable: false });
+    const session = await this.openSession(id, process);
     try {
-      return await this.options.runc.exec(id, processFile, pidFile, options);
+      return await this.options.runc.exec(id, session.processFile, path.join(session.dir, EXEC_PIDFILE), options);
     } finally {
-      await Promise.all([fs.rm(processFile, { force: true }), fs.rm(pidFile, { force: true })]);
+      await this.closeSession(session.dir);
     }
   }
 
@@ -207,15 +217,76 @@ export class ConmonRuntime implements OciRuntime {
    * socket; conmon receives it and relays the terminal over an attach socket instead.
    */
   async execStream(id: string, process: OciProcess, options: ExecStreamOptions): Promise<number> {
-    const dir = path.join(this.options.bundleRoot, `${id.slice(0, 12)}-exec-${newId().slice(0, 8)}`);
-    await fs.mkdir(dir, { mode: 0o700 });
+    const session = await this.openSession(id, { ...process, terminal: options.tty });
+    // A client that goes away takes its session with it: nobody is left to give the process
+    // input or read its output, so it is killed, as containerd's CRI plugin kills an exec
+    // whose stream is gone. Its monitor then returns, and the session ends as usual.
+    let serving = true;
+    let ending: Promise<void> | undefined;
+    void options.clientGone?.then(() => {
+      if (serving) ending = this.endSessions([session.dir]);
+    });
     try {
-      const processFile = path.join(dir, 'process.json');
-      await writeJsonAtomic(processFile, { ...process, terminal: options.tty }, { durable: false });
-      if (!options.tty) return await this.options.runc.execAttached(id, processFile, options.io);
-      return await this.execWithTerminal(id, dir, processFile, options.io, options.resizes);
+      if (!options.tty) return await this.options.runc.execAttached(id, session.processFile, options.io);
+      return await this.execWithTerminal(id, session, options.io, options.resizes);
     } finally {
-      await fs.rm(dir, { recursive: true, force: true });
+      serving = false;
+      await ending;
+      await this.closeSession(session.dir);
+    }
+  }
+
+  /**
+   * Make an exec session's directory below its container's bundle and write its process spec
+   * there, before any process of it starts (see exec-sessions.ts). A container without a
+   * bundle (removed meanwhile) gets none: its bundle is not made again.
+   */
+  private async openSession(id: string, process: OciProcess): Promise<ExecSession> {
+    const execs = path.join(this.bundleOf(id), EXECS_DIR);
+    await fs.mkdir(execs, { mode: 0o700 }).catch((err: unknown) => {
+      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`container ${id} has no bundle`);
+      if (errnoCode(err) !== 'EEXIST') throw err;
+    });
+    // Short: a terminal session's attach socket is bound below it.
+    const dir = path.join(execs, newId().slice(0, 8));
+    await fs.mkdir(dir, { mode: 0o700 });
+    this.liveSessions.add(dir);
+    const processFile = path.join(dir, SESSION_PROCESS_FILE);
+    try {
+      await writeJsonAtomic(processFile, process, { durable: false });
+    } catch (err) {
+      await this.closeSession(dir);
+      throw err;
+    }
+    return { dir, processFile };
+  }
+
+  /** Remove a session's directory once nothing of it runs; only then is it no longer live. */
+  private async closeSession(dir: string): Promise<void> {
+    await fs.rm(dir, { recursive: true, force: true });
+    this.liveSessions.delete(dir);
+  }
+
+  private endSessions(dirs: string[]): Promise<void> {
+    return endExecSessions(dirs, this.monitorNames);
+  }
+
+  /**
+   * End the exec sessions an earlier daemon left. "Left" means: the daemon that served the
+   * session is gone. Its client's connection ended with it (a streaming URL lives only in the
+   * memory of the daemon that issued it, and an ExecSync's caller got its error), so no
+   * client can ever be given the session's streams again: its process is killed, its
+   * monitor ended and its directory removed. A session this daemon serves is never touched.
+   */
+  async endOrphanedExecSessions(): Promise<void> {
+    try {
+      const dirs = (await allSessionDirs(this.options.bundleRoot)).filter((dir) => !this.liveSessions.has(dir));
+      if (dirs.length === 0) return;
+      await this.endSessions(dirs);
+      await Promise.all(dirs.map((dir) => fs.rm(dir, { recursive: true, force: true })));
+      this.options.logger.info({ sessions: dirs.length }, 'ended the exec sessions an earlier daemon left');
+    } catch (err) {
+      this.options.logger.error({ err: messageOf(err) }, 'cannot end the exec sessions an earlier daemon left');
     }
   }
 
@@ -224,9 +295,10 @@ export class ConmonRuntime implements OciRuntime {
    * on the attach pipe), the client connects, a second start byte lets runc exec run, and the
    * sync pipe then carries the process's pid and finally its exit code.
    */
-  private async execWithTerminal(id: string, dir: string, processFile: string, io: StreamIO, resizes?: ResizeSource): Promise<number> {
+  private async execWithTerminal(id: string, session: ExecSession, io: StreamIO, resizes?: ResizeSource): Promise<number> {
     const { runc } = this.options;
-    const execId = path.basename(dir);
+    const { dir, processFile } = session;
+    const execId = `${id.slice(0, 12)}-exec-${path.basename(dir)}`;
     // As for create, the launcher leads a group of its own and the real conmon a session of
     // its own; here the launcher first waits for the start byte. Only a failure kills them.
     const child = spawn(
@@ -254,21 +326,26 @@ export class ConmonRuntime implements OciRuntime {
     for (const pipe of [sync, start, attachPipe]) pipe.on('error', () => undefined);
     const messages = collectSyncMessages(sync);
     const resize = (size: TerminalSize): void => void writeControl(dir, CONTROL_RESIZE, size.height, size.width).catch(() => undefined);
+    const stdin = relayStdin(io.stdin);
     try {
       start.write(Buffer.from([0]));
       const ready = await readSyncMessage(attachPipe, this.createTimeoutMs);
       if (ready.data < 0) throw runtimeFailure('exec setup failed', ready.message ?? stderrText());
       resizes?.on('resize', resize);
       if (resizes?.latest) resize(resizes.latest);
-      await relayAttachSocket(path.join(dir, 'attach'), io, { onConnected: () => start.end(Buffer.from([0])) });
+      await relayAttachSocket(path.join(dir, 'attach'), { ...io, stdin: stdin.stream }, { onConnected: () => start.end(Buffer.from([0])) }).finally(stdin.stop);
       const all = await messages;
       const last = all[all.length - 1];
       if (!last || last.data < 0) throw runtimeFailure('exec failed', last?.message ?? stderrText());
       return all.length >= 2 ? last.data : Number.parseInt(await fs.readFile(path.join(dir, id), 'utf8').catch(() => '255'), 10);
     } catch (err) {
-      await killExecSession(child, dir);
+      // The launcher's group, if it still runs, then the session as a whole: conmon found by
+      // its command line, and what it runs.
+      if (child.exitCode === null && child.signalCode === null) killProcessGroup(child.pid);
+      await this.endSessions([dir]);
       throw err;
     } finally {
+      stdin.stop();
       resizes?.off('resize', resize);
       for (const pipe of [sync, start, attachPipe]) pipe.destroy();
     }
@@ -300,6 +377,9 @@ export class ConmonRuntime implements OciRuntime {
   async delete(id: string): Promise<void> {
     const bundle = this.bundleOf(id);
     await this.options.runc.delete(id, true);
+    // The delete killed every process of the container, exec'd ones too; their monitors end
+    // moments later, and must be gone before the bundle with their session directories goes.
+    await this.endSessions(await sessionDirsOf(bundle));
     // A container killed by the delete makes its conmon write an exit file moments later;
     // wait for conmon itself to end (not for an exit file: a container that never started
     // has none to write) so that file is not left behind after we remove it.
@@ -308,7 +388,8 @@ export class ConmonRuntime implements OciRuntime {
       killQuietly(conmonPid);
     }
     await fs.rm(path.join(this.options.exitDir, id), { force: true });
-    await fs.rm(bundle, { recursive: true, force: true });
+    // A session opened while this ran adds a directory under the bundle: retried, not failed.
+    await fs.rm(bundle, { recursive: true, force: true, maxRetries: 3 });
   }
 
   async exitOf(id: string): Promise<ContainerExit | undefined> {
@@ -399,13 +480,33 @@ async function killLaunched(launcher: ChildProcess, conmonPidFile: string): Prom
 }
 
 /**
- * After a failed exec with a terminal: kill the launch, and the exec'd process's session
- * (runc exec -d leaves it behind, in a session of its own inside the container).
+ * The client's stdin as the attach relay is to see it. relayAttachSocket writes what its stdin
+ * stream brings to its socket, and half-closes the socket when the stream ends, for as long
+ * as the stream lives: data or an end that comes after conmon closed the socket (the process
+ * ended, the container was removed) would be written to a closed socket, which throws and
+ * takes the daemon down. So the relay reads a stream of its own, which `stop` silences.
  */
-async function killExecSession(launcher: ChildProcess, dir: string): Promise<void> {
-  await killLaunched(launcher, path.join(dir, CONMON_PIDFILE));
-  const execPid = await readPid(path.join(dir, EXEC_PIDFILE));
-  if (execPid !== undefined) killProcessGroup(execPid);
+function relayStdin(source: Readable | undefined): { stream?: Readable; stop: () => void } {
+  if (!source) return { stop: () => undefined };
+  const stream = new PassThrough();
+  let open = true;
+  const onEnd = (): void => {
+    if (open) stream.end();
+  };
+  source.pipe(stream, { end: false });
+  source.on('end', onEnd);
+  return {
+    stream,
+    stop: () => {
+      if (!open) return;
+      open = false;
+      source.unpipe(stream);
+      source.off('end', onEnd);
+      stream.pause();
+      stream.removeAllListeners('data');
+      stream.removeAllListeners('end');
+    },
+  };
 }
 
 /** Every JSON message conmon writes on a sync pipe until it closes. */

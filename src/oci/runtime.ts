@@ -53,6 +53,11 @@ export interface ExecStreamOptions {
   tty: boolean;
   io: StreamIO;
   resizes?: ResizeSource;
+  /**
+   * Resolves when the client went away. The session ends with it: its process is killed
+   * (nobody can give it input or read its output any more) and its files removed.
+   */
+  clientGone?: Promise<void>;
 }
 
 export interface ExecOutcome {
@@ -73,7 +78,10 @@ export interface OciRuntime {
   start(id: string): Promise<void>;
   /** Signal the container; false when there was nothing to signal (gone, or stopped). */
   kill(id: string, signal: string, all?: boolean): Promise<boolean>;
-  /** Force-delete the container, its bundle and its exit record; idempotent. */
+  /**
+   * Force-delete the container, its bundle and its exit record; idempotent. Its exec
+   * sessions end with it, and their files go with the bundle.
+   */
   delete(id: string): Promise<void>;
   /**
    * Free what an exited container still holds in runc (its state and cgroups) ahead of
@@ -94,6 +102,12 @@ export interface OciRuntime {
   exec(id: string, process: OciProcess, options?: ExecOptions): Promise<ExecOutcome>;
   /** Run a process in the container wired to a client's streams; resolves with its exit code. */
   execStream(id: string, process: OciProcess, options: ExecStreamOptions): Promise<number>;
+  /**
+   * End every exec session (streaming or ExecSync) that an earlier daemon served: kill its
+   * processes and its monitor and remove its files. Called while the daemon recovers; never
+   * fails (what it cannot end is logged), and never touches a session this daemon serves.
+   */
+  endOrphanedExecSessions(): Promise<void>;
   /** Wire a client's streams to the container's own stdio until it exits or `until` resolves. */
   attach(id: string, io: StreamIO, resizes?: ResizeSource, until?: Promise<void>): Promise<void>;
   /** Ask the monitor to reopen the container's log file (after rotation). */

@@ -62,6 +62,8 @@ export function serveWebSocketPortForward(ws: WebSocket, ports: number[], dial: 
     const data = socket.readable(2 * i);
     try {
       const target = await dial(port);
+      // The client gone, nothing reads what the pod sends: the connection to the pod goes too.
+      void socket.closed.then(() => target.destroy());
       const out = socket.writable(2 * i);
       target.pipe(out);
       data.pipe(target);

@@ -80,11 +80,11 @@ export class StreamingService implements StreamingBackend {
   async exec(request: Extract<StreamRequest, { kind: 'exec' }>, session: RemoteCommandSession): Promise<void> {
     const spec = await this.deps.runtime.specOf(request.containerId);
     if (!spec) throw new NotFoundError(`container ${request.containerId} has no bundle`);
-    // When the client goes away its stdin ends; the process is left to finish on its own.
+    // When the client goes away, the process goes too (see ExecStreamOptions.clientGone).
     const exitCode = await this.deps.runtime.execStream(
       request.containerId,
       { ...spec.process, args: request.cmd, terminal: request.tty },
-      { tty: request.tty, io: session.io, resizes: session.resizes },
+      { tty: request.tty, io: session.io, resizes: session.resizes, clientGone: session.clientGone },
     );
     await session.finish({ exitCode });
   }

@@ -55,10 +55,18 @@ export class ChannelSocket {
     return reader;
   }
 
-  /** A stream whose writes go out on `channel`, each acknowledged before the next. */
+  /**
+   * A stream whose writes go out on `channel`, each acknowledged before the next. Once the
+   * connection is closed, what is written is dropped, as `send` drops it: the peer is gone,
+   * and a write error would be an 'error' event on a stream the writer (a pipe from a
+   * process's output) does not listen on, which ends the daemon.
+   */
   writable(channel: number): Writable {
     return new Writable({
-      write: (chunk: Buffer, _encoding, callback) => this.ws.send(this.frame(channel, chunk), (err) => callback(err ?? null)),
+      write: (chunk: Buffer, _encoding, callback) => {
+        if (this.ws.readyState !== this.ws.OPEN) return callback();
+        this.ws.send(this.frame(channel, chunk), () => callback());
+      },
     });
   }
 

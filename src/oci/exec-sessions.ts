@@ -1,0 +1,184 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { killProcessGroup } from '../util/run.js';
+import { pollUntil } from '../util/time.js';
+
+/**
+ * Exec sessions on disk, and how one is ended.
+ *
+ * Every exec (ExecSync, a streaming exec with pipes, one with a terminal) gets a directory of
+ * its own below its container's bundle, `<bundle>/execs/<token>/`, made before any process
+ * of it starts and removed only once they have all ended. Its process spec is written there,
+ * and every process that serves the session names the directory on its command line: `runc
+ * exec --process <dir>/process.json` (pipes, ExecSync), or for a terminal conmon (`--bundle
+ * <dir>`) and the `runc exec -d` it runs. That makes the directory the session's record: a
+ * daemon that starts again finds each session an earlier one left by its directory, and its
+ * monitor (conmon or runc) by a command line naming that directory, which no reused pid can
+ * fake. The exec'd process itself is the monitor's child (runc forks it as its own child;
+ * conmon, a subreaper, adopts it when `runc exec -d` exits) and leads a session of its own
+ * inside the container, so it is found through its monitor, never by a remembered pid.
+ */
+
+/** The directory of a container's exec sessions, below its bundle. */
+export const EXECS_DIR = 'execs';
+/** Where a session's process spec goes; every monitor names it on its command line. */
+export const SESSION_PROCESS_FILE = 'process.json';
+/** How long a monitor gets to end on its own once its process is gone, before SIGKILL. */
+const MONITOR_EXIT_WAIT_MS = 2000;
+/**
+ * Session directories of tscri before sessions lived below their container's bundle:
+ * `<bundleRoot>/<12 hex of the container id>-exec-<8 hex>`. Their monitors name them the same way.
+ */
+const LEGACY_SESSION_DIR = /^[0-9a-f]{12}-exec-[0-9a-f]{8}$/;
+
+/** One line of the process table, as /proc/<pid>/stat tells it. */
+export interface ProcessEntry {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  comm: string;
+  /** R, S, D, Z (zombie: gone, only not yet reaped) … */
+  state: string;
+  /** Clock ticks after boot: with the pid, what identifies a process for good (pids are reused). */
+  startTime: string;
+}
+
+/** Parse /proc/<pid>/stat: "pid (comm) state ppid pgrp session … starttime(22) …". */
+export function parseStat(text: string): ProcessEntry | undefined {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return undefined;
+  // comm may hold spaces and parentheses; everything after the last ')' is plain fields, from field 3.
+  const fields = text.slice(close + 2).split(' ');
+  const entry = {
+    pid: Number(text.slice(0, open).trim()),
+    comm: text.slice(open + 1, close),
+    state: fields[0] ?? '',
+    ppid: Number(fields[1]),
+    pgid: Number(fields[2]),
+    sid: Number(fields[3]),
+    startTime: fields[19] ?? '',
+  };
+  const numbers = [entry.pid, entry.ppid, entry.pgid, entry.sid];
+  return numbers.every(Number.isInteger) && entry.startTime !== '' ? entry : undefined;
+}
+
+async function readProcess(pid: number): Promise<ProcessEntry | undefined> {
+  try {
+    return parseStat(await fs.readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process that is not a zombie. */
+export async function processTable(): Promise<ProcessEntry[]> {
+  const pids = (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
+  const entries = await Promise.all(pids.map(readProcess));
+  return entries.filter((e): e is ProcessEntry => e !== undefined && e.state !== 'Z');
+}
+
+/** True while `entry` is still that same process, alive: same pid, same start time, no zombie. */
+async function stillRuns(entry: ProcessEntry): Promise<boolean> {
+  const now = await readProcess(entry.pid);
+  return now !== undefined && now.startTime === entry.startTime && now.state !== 'Z';
+}
+
+async function commandLine(pid: number): Promise<string[]> {
+  try {
+    return (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+  } catch {
+    return [];
+  }
+}
+
+/** The session directory a monitor's command line names, of those in `dirs`. */
+function namedDir(args: string[], dirs: ReadonlySet<string>): string | undefined {
+  for (const arg of args) {
+    const candidate = dirs.has(arg) ? arg : path.dirname(arg);
+    if (dirs.has(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * The monitors serving any of `dirs`, found by their command lines. Only processes named as
+ * monitors are (conmon and runc, by their comm) looked at: nothing else names a session's directory.
+ */
+async function monitorsOf(dirs: ReadonlySet<string>, names: ReadonlySet<string>, table: ProcessEntry[]): Promise<ProcessEntry[]> {
+  const candidates = table.filter((p) => names.has(p.comm));
+  const named = await Promise.all(candidates.map(async (p) => (namedDir(await commandLine(p.pid), dirs) ? p : undefined)));
+  return named.filter((p): p is ProcessEntry => p !== undefined);
+}
+
+/**
+ * Kill what a monitor runs. A descendant that leads a session (the exec'd process) is killed
+ * with its whole session: an interactive shell puts its jobs in groups of their own within
+ * it. One that does not (a `runc exec -d` or `runc init` on its way, which may already have
+ * forked the process) is killed after its own descendants. A child of a live process cannot
+ * be a reused pid: it stays its parent's child, a zombie at worst, until the parent reaps it.
+ */
+async function killDescendants(parent: ProcessEntry, table: ProcessEntry[]): Promise<void> {
+  for (const child of table.filter((p) => p.ppid === parent.pid)) {
+    if (!(await stillRuns(child))) continue;
+    if (child.sid === child.pid) {
+      killSession(child.sid, table);
+      continue;
+    }
+    await killDescendants(child, table);
+    killQuietly(child.pid);
+  }
+}
+
+/** Every process group of the session, which takes every process in it. */
+function killSession(sid: number, table: ProcessEntry[]): void {
+  const groups = new Set(table.filter((p) => p.sid === sid).map((p) => p.pgid));
+  for (const group of groups) killProcessGroup(group);
+}
+
+/**
+ * End sessions: kill what their monitors run, give the monitors a moment to notice and end
+ * (conmon records the exit, runc returns), then SIGKILL those still there; the caller then
+ * removes the directories. A session nothing serves any more needs nothing killed.
+ * `monitorNames`: the comm of conmon and of runc (their file names, cut to 15 bytes).
+ */
+export async function endExecSessions(dirs: string[], monitorNames: ReadonlySet<string>): Promise<void> {
+  if (dirs.length === 0) return;
+  const table = await processTable();
+  const monitors = await monitorsOf(new Set(dirs), monitorNames, table);
+  await Promise.all(monitors.map((m) => killDescendants(m, table).catch(() => undefined)));
+  await Promise.all(monitors.map((m) => endMonitor(m)));
+}
+
+async function endMonitor(monitor: ProcessEntry): Promise<void> {
+  if (await pollUntil(async () => !(await stillRuns(monitor)), MONITOR_EXIT_WAIT_MS)) return;
+  if (!(await stillRuns(monitor))) return;
+  // Detached by whoever started it, a monitor leads its group; its helpers share it.
+  if (monitor.pgid === monitor.pid) killProcessGroup(monitor.pid);
+  else killQuietly(monitor.pid);
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Gone meanwhile.
+  }
+}
+
+/** The session directories of one container: `<bundle>/execs/*`. */
+export async function sessionDirsOf(bundle: string): Promise<string[]> {
+  const execs = path.join(bundle, EXECS_DIR);
+  const names = await fs.readdir(execs).catch(() => [] as string[]);
+  return names.map((name) => path.join(execs, name));
+}
+
+/** Every session directory below `bundleRoot`, those of the older flat layout included. */
+export async function allSessionDirs(bundleRoot: string): Promise<string[]> {
+  const entries = await fs.readdir(bundleRoot, { withFileTypes: true }).catch(() => []);
+  const dirs = entries.filter((e) => e.isDirectory());
+  const legacy = dirs.filter((e) => LEGACY_SESSION_DIR.test(e.name)).map((e) => path.join(bundleRoot, e.name));
+  const current = await Promise.all(dirs.filter((e) => !LEGACY_SESSION_DIR.test(e.name)).map((e) => sessionDirsOf(path.join(bundleRoot, e.name))));
+  return [...legacy, ...current.flat()];
+}
