@@ -40,10 +40,14 @@ export function relayAttachSocket(path: string, io: StreamIO, options: { onConne
     }
     const socket = new SeqpacketSocket();
     let settled = false;
+    let stopStdin = (): void => undefined;
     const finish = (err?: Error): void => {
       address.release();
       if (settled) return;
       settled = true;
+      // The client's stdin may still deliver data or end after conmon closed the socket:
+      // nothing of it may reach a destroyed socket (node-unix-socket throws there).
+      stopStdin();
       io.stdin?.unpipe();
       socket.destroy();
       if (err) reject(err);
@@ -66,7 +70,7 @@ export function relayAttachSocket(path: string, io: StreamIO, options: { onConne
         connected = true;
         address.release();
         onConnected?.();
-        forwardStdin(socket, io.stdin);
+        if (!settled) stopStdin = forwardStdin(socket, io.stdin);
       });
     } catch (err) {
       finish(new InternalError(`cannot attach to ${path}: ${messageOf(err)}`));
@@ -97,18 +101,32 @@ function socketAddress(path: string): SocketAddress {
   };
 }
 
-/** Client stdin to the socket in packets conmon reads whole; its end becomes a half-close. */
-function forwardStdin(socket: SeqpacketSocket, stdin: Readable | undefined): void {
-  if (!stdin) return;
-  stdin.on('data', (chunk: Buffer) => {
+/**
+ * Client stdin to the socket in packets conmon reads whole; its end becomes a half-close.
+ * Returns what stops it: the listeners go, and a write under way stops at its next packet.
+ */
+function forwardStdin(socket: SeqpacketSocket, stdin: Readable | undefined): () => void {
+  if (!stdin) return () => undefined;
+  let open = true;
+  const onData = (chunk: Buffer): void => {
     stdin.pause();
-    writePackets(socket, chunk, () => stdin.resume());
-  });
-  stdin.on('end', () => socket.end());
+    writePackets(socket, chunk, () => open && stdin.resume(), () => open);
+  };
+  const onEnd = (): void => {
+    if (open) socket.end();
+  };
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  return () => {
+    open = false;
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+  };
 }
 
-function writePackets(socket: SeqpacketSocket, data: Buffer, done: () => void, offset = 0): void {
+function writePackets(socket: SeqpacketSocket, data: Buffer, done: () => void, isOpen: () => boolean, offset = 0): void {
+  if (!isOpen()) return;
   if (offset >= data.length) return done();
   const length = Math.min(MAX_STDIN_PACKET, data.length - offset);
-  socket.write(data, offset, length, () => writePackets(socket, data, done, offset + length));
+  socket.write(data, offset, length, () => writePackets(socket, data, done, isOpen, offset + length));
 }

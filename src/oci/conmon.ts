@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { InternalError, NotFoundError, TscriError, errnoCode, messageOf } from '../errors.js';
 import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
@@ -326,14 +326,13 @@ export class ConmonRuntime implements OciRuntime {
     for (const pipe of [sync, start, attachPipe]) pipe.on('error', () => undefined);
     const messages = collectSyncMessages(sync);
     const resize = (size: TerminalSize): void => void writeControl(dir, CONTROL_RESIZE, size.height, size.width).catch(() => undefined);
-    const stdin = relayStdin(io.stdin);
     try {
       start.write(Buffer.from([0]));
       const ready = await readSyncMessage(attachPipe, this.createTimeoutMs);
       if (ready.data < 0) throw runtimeFailure('exec setup failed', ready.message ?? stderrText());
       resizes?.on('resize', resize);
       if (resizes?.latest) resize(resizes.latest);
-      await relayAttachSocket(path.join(dir, 'attach'), { ...io, stdin: stdin.stream }, { onConnected: () => start.end(Buffer.from([0])) }).finally(stdin.stop);
+      await relayAttachSocket(path.join(dir, 'attach'), io, { onConnected: () => start.end(Buffer.from([0])) });
       const all = await messages;
       const last = all[all.length - 1];
       if (!last || last.data < 0) throw runtimeFailure('exec failed', last?.message ?? stderrText());
@@ -345,7 +344,6 @@ export class ConmonRuntime implements OciRuntime {
       await this.endSessions([dir]);
       throw err;
     } finally {
-      stdin.stop();
       resizes?.off('resize', resize);
       for (const pipe of [sync, start, attachPipe]) pipe.destroy();
     }
@@ -477,36 +475,6 @@ async function killLaunched(launcher: ChildProcess, conmonPidFile: string): Prom
   if (launcher.exitCode === null && launcher.signalCode === null) killProcessGroup(launcher.pid);
   const conmonPid = await readPid(conmonPidFile);
   if (conmonPid !== undefined && (await isConmon(conmonPid))) killProcessGroup(conmonPid);
-}
-
-/**
- * The client's stdin as the attach relay is to see it. relayAttachSocket writes what its stdin
- * stream brings to its socket, and half-closes the socket when the stream ends, for as long
- * as the stream lives: data or an end that comes after conmon closed the socket (the process
- * ended, the container was removed) would be written to a closed socket, which throws and
- * takes the daemon down. So the relay reads a stream of its own, which `stop` silences.
- */
-function relayStdin(source: Readable | undefined): { stream?: Readable; stop: () => void } {
-  if (!source) return { stop: () => undefined };
-  const stream = new PassThrough();
-  let open = true;
-  const onEnd = (): void => {
-    if (open) stream.end();
-  };
-  source.pipe(stream, { end: false });
-  source.on('end', onEnd);
-  return {
-    stream,
-    stop: () => {
-      if (!open) return;
-      open = false;
-      source.unpipe(stream);
-      source.off('end', onEnd);
-      stream.pause();
-      stream.removeAllListeners('data');
-      stream.removeAllListeners('end');
-    },
-  };
 }
 
 /** Every JSON message conmon writes on a sync pipe until it closes. */

@@ -124,6 +124,24 @@ describe('streaming: exec, attach and port forward', () => {
     await session;
   });
 
+  it.each(TRANSPORTS)('survives an attached client that keeps sending stdin after its container stopped (%s)', async (transport) => {
+    const reader = await container(`late-stdin-${transport}`, ['sh', '-c', 'read line; echo "got:$line"; sleep 0.3'], { stdin: true });
+    const attach = await daemon.runtime('Attach', { container_id: reader, stdin: true, tty: false, stdout: true, stderr: true });
+    const input = new PassThrough();
+    const output = collector();
+    const session = runRemoteCommand({ url: attach.url, transport, tty: false, stdin: input, stdout: output, stderr: collector() }).catch(() => undefined);
+    await sleep(300);
+    input.write('first\n');
+    await waitFor(() => output.text().includes('got:first'));
+    // The process ends and conmon closes the attach socket; the client does not notice at once.
+    await sleep(800);
+    for (let i = 0; i < 20; i++) input.write(`late ${i}\n`);
+    input.end();
+    await session;
+    await sleep(200);
+    expect((await daemon.runtime('Version', { version: 'v1' })).runtime_name).toBe('tscri');
+  });
+
   it.each(TRANSPORTS)('forwards a port to an HTTP server in the pod (%s)', async (transport) => {
     await fs.mkdir(path.join(daemon.dirs.base, 'www'), { recursive: true });
     await container(`web-${transport}`, ['httpd', '-f', '-p', transport === 'spdy' ? '8081' : '8082', '-h', '/etc']);
