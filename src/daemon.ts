@@ -14,6 +14,7 @@ import { StreamingService } from './streaming/service.js';
 import { CniNetworkManager } from './network/cni/manager.js';
 import { ConmonRuntime } from './oci/conmon.js';
 import { Runc } from './oci/runc.js';
+import { probeRuntimeFeatures } from './oci/features.js';
 import { SandboxService } from './sandbox/service.js';
 import { imageServiceHandlers } from './server/image-service.js';
 import { runtimeServiceHandlers } from './server/runtime-service.js';
@@ -55,6 +56,8 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
     logger: log,
   });
   await runtime.open();
+  const features = await probeRuntimeFeatures(runc.binary);
+  log.info({ features }, 'OCI runtime features probed');
 
   const network = new CniNetworkManager({
     confDir: config.cni.confDir,
@@ -71,14 +74,14 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
 
   const { resolve: sandboxImage, close: closeSandboxImage } = await sandboxImageResolver(config, images, log);
   const oomFloor = await ownOomScoreAdj();
-  const sandboxes = new SandboxService({ config, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, log });
   const events = new ContainerEvents();
-  const containers = new ContainerService({ config, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
+  const sandboxes = new SandboxService({ config, features, events, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, log });
+  const containers = new ContainerService({ config, features, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
   sandboxes.setMembers(containers);
   const stats = new StatsService(config, containers, sandboxes);
   const streaming = new StreamingService({ config, containers, sandboxes, runtime, log });
   await streaming.listen();
-  const info = new RuntimeInfoService(config, network, () => [...sandboxes.setAsideRecords(), ...containers.setAsideRecords()]);
+  const info = new RuntimeInfoService(config, network, features, () => [...sandboxes.setAsideRecords(), ...containers.setAsideRecords()]);
 
   let ready = false;
   const wrapOptions = { log, isReady: () => ready };

@@ -1,4 +1,6 @@
 import type * as cri from '../api/cri.js';
+import { constants as osConstants } from 'node:os';
+import { Signal } from '../api/generated/runtime/v1/Signal.js';
 import { joinNameParts } from '../store/names.js';
 
 /**
@@ -57,6 +59,8 @@ export interface ContainerRecord {
   stopSignal: string;
   /** Whether the container has its own pid namespace (then killing init ends it). */
   ownPidNamespace: boolean;
+  /** The uid, gid and supplementary groups its process runs with (set once the spec is built). */
+  user?: { uid: number; gid: number; additionalGids: number[] };
 }
 
 export type CriContainerState = 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
@@ -73,6 +77,23 @@ export function exitReason(exitCode: number, oomKilled: boolean): ContainerExitR
   if (oomKilled) return 'OOMKilled';
   return exitCode === 0 ? 'Completed' : 'Error';
 }
+
+/**
+ * The Signal enum name for a stop signal as recorded (`SIGUSR1`, `SIGRTMIN+3`, `10`):
+ * what ContainerStatus.stop_signal reports. Unknown numbers report RUNTIME_DEFAULT.
+ */
+export function stopSignalEnum(signal: string): string {
+  const name = /^\d+$/.test(signal) ? signalNameOf(Number(signal)) : signal;
+  if (!name) return 'RUNTIME_DEFAULT';
+  const enumName = name.replace('+', 'PLUS').replace('-', 'MINUS');
+  return (SIGNAL_NAMES as readonly string[]).includes(enumName) ? enumName : 'RUNTIME_DEFAULT';
+}
+
+function signalNameOf(number: number): string | undefined {
+  return Object.entries(osConstants.signals).find(([, n]) => n === number)?.[0];
+}
+
+const SIGNAL_NAMES = Object.values(Signal);
 
 /** The reserved name of a container: unique per container name, attempt and pod. */
 export function containerNameOf(meta: cri.ContainerMetadata, pod: cri.PodSandboxMetadata): string {

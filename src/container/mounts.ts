@@ -40,7 +40,9 @@ export async function prepareMounts(mounts: cri.Mount[], readMountInfo = readSel
         destination: path.posix.normalize(mount.container_path),
         type: 'bind',
         source,
-        options: ['rbind', propagationOption(mount.propagation), mount.readonly ? 'ro' : 'rw'],
+        // `rro` makes every mount below the source read-only too (mount_setattr); plain `ro`
+        // leaves submounts writable.
+        options: ['rbind', propagationOption(mount.propagation), ...(mount.readonly ? ['ro'] : ['rw']), ...(mount.recursive_read_only ? ['rro'] : [])],
       },
       propagation: mount.propagation,
     });

@@ -50,6 +50,7 @@ const checkContainerRecord = object({
   resources: nullable(anyObject),
   stopSignal: string(/^(SIG[A-Z0-9+-]+|\d{1,2})$/, 'a signal'),
   ownPidNamespace: boolean,
+  user: optional(object({ uid: integer(0, 2 ** 32 - 1), gid: integer(0, 2 ** 32 - 1), additionalGids: array(integer(0, 2 ** 32 - 1), 65536) })),
 });
 
 /** A container record as read back from disk, checked before recovery acts on any of it. */

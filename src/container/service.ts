@@ -10,6 +10,7 @@ import type { ImageRecord } from '../image/store/images.js';
 import { containerCapabilities } from '../oci/capabilities.js';
 import { hostDevices, prepareDevices } from '../oci/devices.js';
 import type { ContainerExit, OciRuntime } from '../oci/runtime.js';
+import type { RuntimeFeatures } from '../oci/features.js';
 import { resolveSeccomp } from '../oci/seccomp.js';
 import { allCapabilities } from '../oci/capabilities.js';
 import { resolveUser } from '../oci/user.js';
@@ -30,6 +31,7 @@ import {
   containerNameOf,
   criStateOf,
   exitReason,
+  stopSignalEnum,
   type ContainerRecord,
 } from './container.js';
 import { ContainerEvents, type ContainerEventType } from './events.js';
@@ -58,6 +60,8 @@ const LOG_REOPEN_TIMEOUT_MS = 5_000;
 
 export interface ContainerServiceDeps {
   config: Config;
+  /** What the OCI runtime and kernel can do (probed at start). */
+  features: RuntimeFeatures;
   runtime: OciRuntime;
   images: ImageService;
   sandboxes: SandboxService;
@@ -79,7 +83,9 @@ export class ContainerService {
 
   constructor(private readonly deps: ContainerServiceDeps) {
     this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION, containerRecordSchema, 'container');
-    deps.runtime.onExit((id, exit) => void this.recordExit(id, exit));
+    // Under the container's lock: an exit that comes while StartContainer is still recording
+    // the start is recorded after it, so STARTED always goes out before STOPPED.
+    deps.runtime.onExit((id, exit) => void this.locks.run(id, () => this.recordExit(id, exit)));
   }
 
   private dirOf(id: string): string {
@@ -143,6 +149,7 @@ export class ContainerService {
       throw new FailedPreconditionError(`sandbox ${sandbox.record.id} is not ready`);
     }
     this.checkPidTarget(config, sandbox);
+    this.checkFeatures(config);
     const image = this.deps.images.get(config.image!.image);
     const start = (): Promise<string> => {
       const id = newId();
@@ -151,6 +158,14 @@ export class ContainerService {
     };
     const key = containerNameOf(config.metadata!, sandbox.record.config.metadata!);
     return this.parked.create(key, start, baseLog, signal);
+  }
+
+  /** Refuse what this runtime and kernel cannot do, before anything is made. */
+  private checkFeatures(config: cri.ContainerConfig): void {
+    const rro = config.mounts.findIndex((m) => m.recursive_read_only);
+    if (rro >= 0 && !this.deps.features.recursiveReadOnlyMounts) {
+      throw new FailedPreconditionError(`config.mounts[${rro}].recursive_read_only cannot be honoured: ${this.deps.features.missing.recursiveReadOnlyMounts}`);
+    }
   }
 
   /**
@@ -190,6 +205,8 @@ export class ContainerService {
         undo.push('remove log file', () => fs.rm(record.logPath, { force: true }));
       }
       const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs));
+      const { uid, gid, additionalGids = [] } = spec.process.user;
+      record.user = { uid, gid, additionalGids };
       undo.push('delete container', () => this.deps.runtime.delete(id));
       const { pid } = await step('runtimeCreate', () =>
         this.deps.runtime.create({
@@ -447,6 +464,11 @@ export class ContainerService {
     await Promise.all(this.inSandbox(sandboxId).map((c) => this.locks.run(c.id, () => this.stopLocked(c, log.child({ containerId: c.id })))));
   }
 
+  /** The status of every container of a sandbox, for the pod's own events. */
+  statusesIn(sandboxId: string): wire.ContainerStatus[] {
+    return this.inSandbox(sandboxId).map((c) => this.criStatus(c));
+  }
+
   /** Remove every container of a sandbox (RemovePodSandbox). */
   async removeAllIn(sandboxId: string, log: Logger): Promise<void> {
     await Promise.all(this.inSandbox(sandboxId).map((c) => this.remove(c.id, log.child({ containerId: c.id }))));
@@ -493,6 +515,10 @@ export class ContainerService {
       mounts: record.config.mounts,
       log_path: record.logPath,
       resources: record.resources ? { linux: record.resources } : null,
+      // What runc applied from the spec: kubelet shows it in the pod's status (the
+      // SupplementalGroupsPolicy feature), so that Merge and Strict can be told apart.
+      user: record.user ? { linux: { uid: record.user.uid, gid: record.user.gid, supplemental_groups: record.user.additionalGids } } : null,
+      stop_signal: stopSignalEnum(record.stopSignal) as wire.ContainerStatus['stop_signal'],
     };
   }
 

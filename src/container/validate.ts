@@ -12,6 +12,7 @@ import {
   invalid,
   quote,
 } from '../validation/fields.js';
+import { checkUserNamespace } from '../sandbox/validate.js';
 import {
   checkCapabilities,
   checkGroups,
@@ -85,7 +86,12 @@ function checkEnv(kv: cri.KeyValue, field: string): void {
 
 function checkMount(mount: cri.Mount, field: string): void {
   checkAbsolutePath(`${field}.container_path`, mount.container_path, { required: true });
-  checkEnum(`${field}.propagation`, mount.propagation, Object.values(MountPropagation));
+  const propagation = checkEnum(`${field}.propagation`, mount.propagation, Object.values(MountPropagation));
+  if (mount.recursive_read_only) {
+    // The API's own rule: recursively read-only only makes sense read-only and private.
+    if (!mount.readonly) throw invalid(`${field}.recursive_read_only`, 'needs readonly');
+    if (propagation !== 'PROPAGATION_PRIVATE') throw invalid(`${field}.recursive_read_only`, `needs PROPAGATION_PRIVATE, not ${propagation}`);
+  }
   if (mount.image?.image) {
     checkText(`${field}.image.image`, mount.image.image, { maxBytes: 4096, singleLine: true });
     checkRelativePath(`${field}.image_sub_path`, mount.image_sub_path);
@@ -108,6 +114,7 @@ function checkLinux(linux: cri.LinuxContainerConfig | null): void {
   const field = 'config.linux.security_context';
   checkCapabilities(`${field}.capabilities`, security.capabilities);
   checkNamespaceOptions(`${field}.namespace_options`, security.namespace_options, 'container');
+  checkUserNamespace(security.namespace_options?.userns_options ?? null, `${field}.namespace_options.userns_options`);
   checkSelinux(`${field}.selinux_options`, security.selinux_options);
   checkId(`${field}.run_as_user`, security.run_as_user);
   checkId(`${field}.run_as_group`, security.run_as_group);

@@ -2,6 +2,7 @@ import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import type { NetworkManager } from '../network/cni/types.js';
+import type { RuntimeFeatures } from '../oci/features.js';
 import type { SetAsideRecord } from '../store/records.js';
 import { RUNTIME_HANDLERS } from '../sandbox/service.js';
 import { KUBE_RUNTIME_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME, TSCRI_VERSION } from '../version.js';
@@ -14,6 +15,7 @@ export class RuntimeInfoService {
     private readonly config: Config,
     private readonly network: NetworkManager,
     /** Records recovery found invalid and moved aside (shown in verbose status). */
+    private readonly features: RuntimeFeatures,
     private readonly setAsideRecords: () => readonly SetAsideRecord[] = () => [],
   ) {}
 
@@ -38,9 +40,11 @@ export class RuntimeInfoService {
       },
       runtime_handlers: RUNTIME_HANDLERS.map((name) => ({
         name,
-        features: { recursive_read_only_mounts: false, user_namespaces: false },
+        features: { recursive_read_only_mounts: this.features.recursiveReadOnlyMounts, user_namespaces: this.features.userNamespaces },
       })),
-      features: { supplemental_groups_policy: false, user_namespaces_host_network: false },
+      // Strict and Merge are both applied (container/service.ts), and ContainerStatus.user says
+      // which groups the process got.
+      features: { supplemental_groups_policy: true, user_namespaces_host_network: false },
     };
     if (verbose) {
       response.info = {
@@ -49,6 +53,7 @@ export class RuntimeInfoService {
         version: JSON.stringify({ tscri: TSCRI_VERSION, node: process.version }),
         podCidr: this.podCidr,
         setAsideRecords: JSON.stringify(this.setAsideRecords()),
+        runtimeFeatures: JSON.stringify(this.features),
       };
     }
     return response;

@@ -57,6 +57,8 @@ export interface Sandbox {
   record: SandboxRecord;
   /** Set once the pause container has exited (on its own or because it was stopped). */
   pauseExit?: ContainerExit;
+  /** The pod's STOPPED event went out (once, whether the pause exited or Stop ended it). */
+  stoppedEventSent?: boolean;
 }
 
 export function criStateOf(sandbox: Sandbox): 'SANDBOX_READY' | 'SANDBOX_NOTREADY' {

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
-import { InvalidArgumentError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, messageOf } from '../errors.js';
+import type { RuntimeFeatures } from '../oci/features.js';
+import type { ContainerEvents, ContainerEventType } from '../container/events.js';
 import type { SandboxImage } from '../image/builtin-pause.js';
 import { podCniArgs } from '../network/cni/args.js';
 import type { Attachment, CapabilityArgs, NetworkManager, SetUpResult } from '../network/cni/types.js';
@@ -49,14 +51,19 @@ const PAUSE_EXIT_TIMEOUT_MS = 10_000;
 /** The pod's shared memory, as Docker and containerd size it. */
 const SHM_OPTIONS = 'nosuid,nodev,noexec,mode=1777,size=65536k';
 
-/** The containers of pods, as StopPodSandbox and RemovePodSandbox need them. */
+/** The containers of pods, as StopPodSandbox, RemovePodSandbox and pod events need them. */
 export interface PodMembers {
   stopAllIn(sandboxId: string, log: Logger): Promise<void>;
   removeAllIn(sandboxId: string, log: Logger): Promise<void>;
+  statusesIn(sandboxId: string): wire.ContainerStatus[];
 }
 
 export interface SandboxServiceDeps {
   config: Config;
+  /** Where the pod's own lifecycle events go, beside its containers' (evented PLEG). */
+  events: ContainerEvents;
+  /** What the OCI runtime and kernel can do (probed at start). */
+  features: RuntimeFeatures;
   network: NetworkManager;
   runtime: OciRuntime;
   /** The image pause containers run (built in, or pulled once the image service exists). */
@@ -77,7 +84,7 @@ export class SandboxService {
   readonly sandboxes = new IdIndex<Sandbox>('sandbox');
   /** One operation at a time per sandbox: a Stop racing a Remove must not interleave steps. */
   private readonly locks = new KeyedMutex();
-  private members: PodMembers = { stopAllIn: async () => undefined, removeAllIn: async () => undefined };
+  private members: PodMembers = { stopAllIn: async () => undefined, removeAllIn: async () => undefined, statusesIn: () => [] };
   private readonly parked = new ParkedCreations('RunPodSandbox', UNCLAIMED_TTL_MS, (id, log) => this.remove(id, log));
 
   constructor(private readonly deps: SandboxServiceDeps) {
@@ -87,6 +94,7 @@ export class SandboxService {
       if (sandbox?.record.id !== id || sandbox.pauseExit) return;
       sandbox.pauseExit = exit;
       deps.log.info({ podSandboxId: id, exitCode: exit.exitCode }, 'pause container exited');
+      this.emitStopped(sandbox);
     });
   }
 
@@ -128,6 +136,37 @@ export class SandboxService {
     return this.sandboxes.get(idOrPrefix);
   }
 
+  /**
+   * A pod in a user namespace of its own cannot be made here without idmapped mounts: refuse
+   * it clearly rather than run it in the host's user namespace, which is what it asked not to.
+   */
+  private checkFeatures(config: cri.PodSandboxConfig): void {
+    const userns = config.linux?.security_context?.namespace_options?.userns_options;
+    if (userns?.mode === 'POD' && !this.deps.features.userNamespaces) {
+      throw new FailedPreconditionError(`user namespaces for pods (userns_options mode POD) are not available here: ${this.deps.features.missing.userNamespaces}`);
+    }
+  }
+
+  /**
+   * A pod's own lifecycle event, as containerd and CRI-O send them for evented PLEG: the
+   * sandbox id in container_id, with the pod's status and its containers'.
+   */
+  private emit(sandbox: Sandbox, type: ContainerEventType): void {
+    this.deps.events.emit({
+      container_id: sandbox.record.id,
+      container_event_type: type,
+      created_at: nowNanos(),
+      pod_sandbox_status: this.criStatus(sandbox),
+      containers_statuses: this.members.statusesIn(sandbox.record.id),
+    });
+  }
+
+  private emitStopped(sandbox: Sandbox): void {
+    if (sandbox.stoppedEventSent) return;
+    sandbox.stoppedEventSent = true;
+    this.emit(sandbox, 'CONTAINER_STOPPED_EVENT');
+  }
+
   /** Records found invalid at recovery and moved aside, for the operator. */
   setAsideRecords(): readonly SetAsideRecord[] {
     return this.store.setAside;
@@ -150,6 +189,7 @@ export class SandboxService {
   async run(config: cri.PodSandboxConfig | null, runtimeHandler: string, baseLog: Logger, signal?: AbortSignal): Promise<string> {
     validateSandboxConfig(config);
     checkRuntimeHandler(runtimeHandler);
+    this.checkFeatures(config);
     const start = (): Promise<string> => {
       const id = newId();
       return this.locks.run(id, () => this.runLocked(id, config, runtimeHandler, baseLog.child({ podSandboxId: id })));
@@ -200,6 +240,9 @@ export class SandboxService {
       await this.store.save(record);
       undo.commit();
       log.info({ ip: record.network?.ip, timings }, 'sandbox ready');
+      const sandbox = this.sandboxes.get(id);
+      this.emit(sandbox, 'CONTAINER_CREATED_EVENT');
+      this.emit(sandbox, 'CONTAINER_STARTED_EVENT');
       return id;
     } catch (err) {
       log.error({ err: messageOf(err) }, 'RunPodSandbox failed; undoing');
@@ -307,6 +350,7 @@ export class SandboxService {
     record.phase = 'stopped';
     await this.store.save(record);
     log.info('sandbox stopped');
+    this.emitStopped(sandbox);
   }
 
   /** Stop (if needed) and delete everything the sandbox owns; an unknown id is success. */
@@ -324,6 +368,7 @@ export class SandboxService {
       await this.deps.runtime.delete(id);
       await this.forget(sandbox.record);
       log.info('sandbox removed');
+      this.emit(sandbox, 'CONTAINER_DELETED_EVENT');
     });
   }
 

@@ -12,6 +12,7 @@ import {
   checkText,
   invalid,
   isIpAddress,
+  UINT32_MAX,
 } from '../validation/fields.js';
 import {
   checkGroups,
@@ -113,11 +114,26 @@ function checkLinux(linux: cri.LinuxPodSandboxConfig | null): void {
   checkSecurityProfile(`${field}.apparmor`, security.apparmor);
 }
 
-function checkUserNamespace(userns: cri.UserNamespace | null): void {
+/**
+ * As the API defines it: NODE (the host's user namespace, no mappings) or POD (a namespace of
+ * the pod's own, with exactly one uid and one gid mapping, which must map container id 0).
+ */
+export function checkUserNamespace(userns: cri.UserNamespace | null, field = 'config.linux.security_context.namespace_options.userns_options'): void {
   if (!userns) return;
-  const field = 'config.linux.security_context.namespace_options.userns_options';
   const mode = checkEnum(`${field}.mode`, userns.mode, ['NODE', 'POD', 'CONTAINER', 'TARGET']);
   if (mode !== 'NODE' && mode !== 'POD') throw invalid(`${field}.mode`, `${mode} is not supported for sandboxes (NODE or POD)`);
+  if (mode === 'NODE') {
+    if (userns.uids.length > 0 || userns.gids.length > 0) throw invalid(field, 'NODE mode takes no uid or gid mappings');
+    return;
+  }
+  for (const kind of ['uids', 'gids'] as const) {
+    const mappings = userns[kind];
+    if (mappings.length !== 1) throw invalid(`${field}.${kind}`, `POD mode needs exactly one mapping, not ${mappings.length}`);
+    const { container_id, host_id, length } = mappings[0]!;
+    if (container_id !== 0) throw invalid(`${field}.${kind}[0].container_id`, `${container_id}: the mapping must start at the pod's root, 0`);
+    checkNumber(`${field}.${kind}[0].length`, length, 1, UINT32_MAX - 1);
+    checkNumber(`${field}.${kind}[0].host_id`, host_id, 1, UINT32_MAX - length);
+  }
 }
 
 /** The reserved name of a pod: unique per name, namespace, uid and attempt. */

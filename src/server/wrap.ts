@@ -84,6 +84,9 @@ function idsOf(message: unknown): Record<string, string> {
   return ids;
 }
 
+/** Events queued for one subscriber before its events are dropped. */
+const MAX_QUEUED_EVENTS = 1000;
+
 /**
  * A server stream fed by a subscription: every event after the call starts is written, in
  * order, until the client goes away.
@@ -100,7 +103,18 @@ export function eventStream<Req, Event>(
       return;
     }
     log.info('subscribed');
-    const unsubscribe = subscribe((event) => call.write(event));
+    let dropped = 0;
+    const unsubscribe = subscribe((event) => {
+      // A subscriber that does not read must not make the daemon buffer without end: past
+      // the bound its events are dropped (as containerd and CRI-O drop them), and it can
+      // relist, as evented PLEG does when it misses events.
+      if (call.writableLength >= MAX_QUEUED_EVENTS) {
+        if (dropped++ === 0) log.warn({ queued: call.writableLength }, 'event subscriber is not reading; dropping its events');
+        return;
+      }
+      dropped = 0;
+      call.write(event);
+    });
     let ended = false;
     const end = (): void => {
       if (ended) return;
