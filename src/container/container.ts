@@ -2,6 +2,7 @@ import type * as cri from '../api/cri.js';
 import { constants as osConstants } from 'node:os';
 import { Signal } from '../api/generated/runtime/v1/Signal.js';
 import { joinNameParts } from '../store/names.js';
+import type { ImageVolume } from './image-volumes.js';
 
 /**
  * Life of a container record:
@@ -61,6 +62,13 @@ export interface ContainerRecord {
   ownPidNamespace: boolean;
   /** The uid, gid and supplementary groups its process runs with (set once the spec is built). */
   user?: { uid: number; gid: number; additionalGids: number[] };
+  /** Images mounted as volumes, each recorded before it is mounted. */
+  imageVolumes?: ImageVolume[];
+}
+
+/** Every layer the container stands on: its image's and its image volumes'. */
+export function layersHeldBy(record: ContainerRecord): string[] {
+  return [...record.image.layers, ...(record.imageVolumes ?? []).flatMap((v) => v.layers)];
 }
 
 export type CriContainerState = 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';

@@ -23,12 +23,25 @@ interface MountInfo {
  * shared source mount, rslave a shared or slave one, as the kernel would otherwise silently
  * not propagate.
  */
-export async function prepareMounts(mounts: cri.Mount[], readMountInfo = readSelfMountInfo): Promise<PreparedMount[]> {
+export async function prepareMounts(
+  mounts: cri.Mount[],
+  imageSources: ReadonlyMap<number, string> = new Map(),
+  readMountInfo = readSelfMountInfo,
+): Promise<PreparedMount[]> {
   let mountInfo: MountInfo[] | undefined;
   const prepared: PreparedMount[] = [];
-  for (const mount of mounts) {
+  for (const [index, mount] of mounts.entries()) {
     if (!mount.container_path || !path.isAbsolute(mount.container_path)) {
       throw new InvalidArgumentError(`mount container_path "${mount.container_path}" must be an absolute path`);
+    }
+    const imageSource = imageSources.get(index);
+    if (imageSource !== undefined) {
+      // An image volume is read-only, whatever the mount asks for, and private.
+      prepared.push({
+        mount: { destination: path.posix.normalize(mount.container_path), type: 'bind', source: imageSource, options: ['rbind', 'rprivate', 'ro'] },
+        propagation: 'PROPAGATION_PRIVATE',
+      });
+      continue;
     }
     const source = await realHostPath(mount.host_path);
     if (mount.propagation !== 'PROPAGATION_PRIVATE') {

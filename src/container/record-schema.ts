@@ -50,6 +50,17 @@ const checkContainerRecord = object({
   resources: nullable(anyObject),
   stopSignal: string(/^(SIG[A-Z0-9+-]+|\d{1,2})$/, 'a signal'),
   ownPidNamespace: boolean,
+  imageVolumes: optional(
+    array(
+      object({
+        index: integer(0, 511),
+        imageId: string(DIGEST, 'an image id'),
+        layers: array(string(DIGEST, 'a layer diff_id')),
+        mountPoint: string(/^\/(?!.*(^|\/)\.\.(\/|$)).*\/image-volumes\/\d+$/, "the container's own image-volumes directory"),
+      }),
+      512,
+    ),
+  ),
   user: optional(object({ uid: integer(0, 2 ** 32 - 1), gid: integer(0, 2 ** 32 - 1), additionalGids: array(integer(0, 2 ** 32 - 1), 65536) })),
 });
 

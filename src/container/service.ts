@@ -31,11 +31,13 @@ import {
   containerNameOf,
   criStateOf,
   exitReason,
+  layersHeldBy,
   stopSignalEnum,
   type ContainerRecord,
 } from './container.js';
 import { ContainerEvents, type ContainerEventType } from './events.js';
 import { containerRecordSchema } from './record-schema.js';
+import { imageVolumeIndexes, mountImage, resolveSubPath, unmountImage } from './image-volumes.js';
 import { prepareMounts } from './mounts.js';
 import { ociResources } from './resources.js';
 import { containerSpec, type PodContext } from './spec.js';
@@ -106,7 +108,7 @@ export class ContainerService {
     for (const record of records) {
       this.containers.set(record.id, record);
       this.names.reserve(record.name, record.id);
-      this.deps.images.retainLayers(record.id, record.image.layers);
+      this.deps.images.retainLayers(record.id, layersHeldBy(record));
     }
     await Promise.all(records.map((record) => this.reconcile(record)));
     // Exec sessions do not survive their daemon: their clients' connections died with it.
@@ -151,10 +153,12 @@ export class ContainerService {
     this.checkPidTarget(config, sandbox);
     this.checkFeatures(config);
     const image = this.deps.images.get(config.image!.image);
+    // Image volumes name images that must already be pulled: NotFound now, before anything.
+    const volumeImages = new Map(imageVolumeIndexes(config.mounts).map((i) => [i, this.deps.images.get(config.mounts[i]!.image!.image)]));
     const start = (): Promise<string> => {
       const id = newId();
       const log = baseLog.child({ containerId: id, podSandboxId: sandbox.record.id });
-      return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, log));
+      return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, volumeImages, log));
     };
     const key = containerNameOf(config.metadata!, sandbox.record.config.metadata!);
     return this.parked.create(key, start, baseLog, signal);
@@ -184,7 +188,14 @@ export class ContainerService {
     }
   }
 
-  private async createLocked(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, log: Logger): Promise<string> {
+  private async createLocked(
+    id: string,
+    config: cri.ContainerConfig,
+    sandbox: Sandbox,
+    image: ImageRecord,
+    volumeImages: Map<number, ImageRecord>,
+    log: Logger,
+  ): Promise<string> {
     const undo = new UndoStack();
     const record = this.newRecord(id, config, sandbox, image);
     const timings: Record<string, number> = {};
@@ -194,7 +205,7 @@ export class ContainerService {
       undo.push('release name', async () => this.names.release(record.name, id), { onlyIfClean: true });
       await step('record', () => this.store.save(record));
       this.containers.set(id, record);
-      this.deps.images.retainLayers(id, record.image.layers);
+      this.deps.images.retainLayers(id, layersHeldBy(record));
       undo.push('remove record', () => this.forget(record, log), { onlyIfClean: true });
 
       const rootfs = this.rootfsOf(id);
@@ -204,7 +215,8 @@ export class ContainerService {
       if (record.logPath && (await step('logFile', () => prepareLogFile(sandbox.record.config.log_directory, config.log_path)))) {
         undo.push('remove log file', () => fs.rm(record.logPath, { force: true }));
       }
-      const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs));
+      const volumeSources = await step('imageVolumes', () => this.mountImageVolumes(record, config, volumeImages, undo));
+      const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs, volumeSources));
       const { uid, gid, additionalGids = [] } = spec.process.user;
       record.user = { uid, gid, additionalGids };
       undo.push('delete container', () => this.deps.runtime.delete(id));
@@ -255,6 +267,30 @@ export class ContainerService {
     };
   }
 
+  /**
+   * Mount each image volume's image read-only below the container's directory, recording it
+   * (and holding its layers) first; the sources to bind into the container, by mount index.
+   */
+  private async mountImageVolumes(record: ContainerRecord, config: cri.ContainerConfig, images: Map<number, ImageRecord>, undo: UndoStack): Promise<Map<number, string>> {
+    const sources = new Map<number, string>();
+    if (images.size === 0) return sources;
+    record.imageVolumes = [...images].map(([index, volume]) => ({
+      index,
+      imageId: volume.id,
+      layers: volume.layers.map((l) => l.diffId),
+      mountPoint: path.join(this.dirOf(record.id), 'image-volumes', String(index)),
+    }));
+    await this.store.save(record);
+    this.deps.images.retainLayers(record.id, layersHeldBy(record));
+    for (const volume of record.imageVolumes) {
+      undo.push('unmount image volume', () => unmountImage(volume.mountPoint));
+      await mountImage(this.deps.images.layerDirs(images.get(volume.index)!), volume.mountPoint);
+      const subPath = config.mounts[volume.index]!.image_sub_path;
+      sources.set(volume.index, subPath ? await resolveSubPath(volume.mountPoint, subPath, `config.mounts[${volume.index}].image_sub_path`) : volume.mountPoint);
+    }
+    return sources;
+  }
+
   private async mountRootfs(id: string, image: ImageRecord): Promise<void> {
     const dir = this.dirOf(id);
     await Promise.all(['upper', 'work'].map((d) => fs.mkdir(path.join(dir, d), { recursive: true, mode: 0o755 })));
@@ -267,7 +303,7 @@ export class ContainerService {
   }
 
   /** Resolve everything the spec needs from the host and the rootfs, then assemble it. */
-  private async buildSpec(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, rootfs: string) {
+  private async buildSpec(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, rootfs: string, volumeSources: Map<number, string>) {
     const security = config.linux?.security_context;
     const privileged = security?.privileged ?? false;
     if (privileged && !sandbox.record.config.linux?.security_context?.privileged) {
@@ -279,7 +315,7 @@ export class ContainerService {
     const [user, devices, mounts, seccomp] = await Promise.all([
       this.resolveContainerUser(config, image, rootfs),
       privileged ? hostDevices() : prepareDevices(config.devices),
-      prepareMounts(config.mounts),
+      prepareMounts(config.mounts, volumeSources),
       resolveSeccomp({
         seccomp: security?.seccomp ?? null,
         seccompProfilePath: security?.seccomp_profile_path ?? '',
@@ -431,6 +467,7 @@ export class ContainerService {
       await this.stopLocked(record, log);
       await this.deps.runtime.delete(id);
       await unmountAll(this.rootfsOf(id));
+      for (const volume of record.imageVolumes ?? []) await unmountImage(volume.mountPoint);
       await this.forget(record, log);
       log.info('container removed');
       this.emit(record, 'CONTAINER_DELETED_EVENT');

@@ -144,6 +144,46 @@ describe('what current kubelets ask of the runtime', () => {
     expect(own[2]!.containers_statuses.map((c) => [c.id, c.state])).toEqual([[container, 'CONTAINER_EXITED']]);
   });
 
+  it('mounts a pulled image, or a sub-path of it, read-only, keeps it through RemoveImage, and unmounts it with the container', async () => {
+    const pod = await newPod('image-volumes');
+    const layered = testImage('whiteout'); // two layers: an overlay, with the upper layer's whiteouts
+    const single = testImage('pause'); // one layer: a read-only bind
+    await expect(create(pod, 'unpulled', { mounts: [{ container_path: '/vol', image: { image: layered } }] })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    for (const image of [layered, single]) await daemon.images('PullImage', { image: { image } });
+    const volumes = [
+      { container_path: '/vol', image: { image: layered } },
+      { container_path: '/sub', image: { image: layered }, image_sub_path: 'dir' },
+      { container_path: '/one', image: { image: single } },
+    ];
+    const id = await run(pod, 'reader', { mounts: volumes });
+    const sh = async (script: string) => (await exec(id, ['sh', '-c', script])).stdout.toString().trim();
+    // The upper layer's whiteouts hide /etc/hidden and the old /dir: the image as a container sees it.
+    expect(await sh('cat /vol/etc/kept; ls /vol/etc; ls /sub; ls /one')).toBe('kept\nkept\nc\npause');
+    expect((await exec(id, ['touch', '/vol/new'])).stderr.toString()).toMatch(/Read-only file system/);
+    expect((await exec(id, ['touch', '/one/new'])).stderr.toString()).toMatch(/Read-only file system/);
+
+    await expect(create(pod, 'escape', { mounts: [{ container_path: '/x', image: { image: layered }, image_sub_path: 'dir/../../..' }] })).rejects.toMatchObject({
+      code: grpcStatus.INVALID_ARGUMENT,
+    });
+    await expect(create(pod, 'missing', { mounts: [{ container_path: '/x', image: { image: layered }, image_sub_path: 'nothing-here' }] })).rejects.toMatchObject({
+      code: grpcStatus.INVALID_ARGUMENT,
+      details: expect.stringMatching(/image_sub_path "nothing-here" does not exist in the image/),
+    });
+
+    // The image goes from the store's list; the mount and its layers stay while the container does.
+    const { image: before, info: details } = await daemon.images('ImageStatus', { image: { image: layered }, verbose: true });
+    const layerDirs = (JSON.parse(details.info!).layers as Array<{ diffId: string }>).map((l) => path.join(daemon.dirs.root, 'images', 'layers', l.diffId.slice(7)));
+    await daemon.images('RemoveImage', { image: { image: before!.id } });
+    expect((await daemon.images('ImageStatus', { image: { image: layered }, verbose: false })).image).toBeNull();
+    expect(await sh('cat /vol/etc/kept')).toBe('kept');
+    const info = JSON.parse((await daemon.runtime('ContainerStatus', { container_id: id, verbose: true })).info.info!) as { rootfs: string };
+    const volumeDir = path.join(path.dirname(info.rootfs), 'image-volumes');
+    expect((await fs.readdir(volumeDir)).sort()).toEqual(['0', '1', '2']);
+    await daemon.runtime('RemoveContainer', { container_id: id });
+    await expect(fs.access(volumeDir)).rejects.toThrow();
+    for (const dir of layerDirs) await expect(fs.access(dir), dir).rejects.toThrow();
+  });
+
   it('reports the stop signal it applies', async () => {
     const pod = await newPod('signals');
     const fromImage = await run(pod, 'image', { image: { image: testImage('stopsignal') } });
