@@ -10,6 +10,7 @@ import { ContainerEvents } from './container/events.js';
 import { ContainerService } from './container/service.js';
 import { StatsService } from './container/stats.js';
 import { RuntimeInfoService } from './info/service.js';
+import { MetricsService } from './metrics/service.js';
 import { StreamingService } from './streaming/service.js';
 import { CniNetworkManager } from './network/cni/manager.js';
 import { ConmonRuntime } from './oci/conmon.js';
@@ -79,6 +80,7 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   const containers = new ContainerService({ config, features, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
   sandboxes.setMembers(containers);
   const stats = new StatsService(config, containers, sandboxes);
+  const metrics = new MetricsService(stats);
   const streaming = new StreamingService({ config, containers, sandboxes, runtime, log });
   await streaming.listen();
   const info = new RuntimeInfoService(config, network, features, () => [...sandboxes.setAsideRecords(), ...containers.setAsideRecords()]);
@@ -86,7 +88,7 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   let ready = false;
   const wrapOptions = { log, isReady: () => ready };
   const server = new CriServer(
-    runtimeServiceHandlers({ info, sandboxes, containers, stats, events, streaming }, wrapOptions),
+    runtimeServiceHandlers({ info, sandboxes, containers, stats, metrics, events, streaming }, wrapOptions),
     imageServiceHandlers(images, wrapOptions),
   );
   await server.listen(config.socketPath);

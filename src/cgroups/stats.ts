@@ -1,94 +1,220 @@
-import { existsSync, promises as fs } from 'node:fs';
+/**
+ * One cgroup's counters, read from cgroup v1 or v2 files into one shape. Values follow what
+ * cAdvisor and runc read, so CRI stats and metrics agree with what kubelet showed before it
+ * asked the runtime: working set = usage − inactive file, rss = anon, cache = file cache.
+ */
 import path from 'node:path';
+import { parseCount, readKeyed, readLines, readNumber } from './files.js';
+import { readIoV1, readIoV2, type IoDeviceStats } from './io.js';
+import type { CgroupDirs } from './paths.js';
+import { readPsi, type PsiSet } from './psi.js';
 
-const CGROUP_ROOT = '/sys/fs/cgroup';
+export interface CpuStats {
+  /** CPU time used, nanoseconds, all cores. */
+  usageNs: number;
+  userNs: number | undefined;
+  systemNs: number | undefined;
+  /** CFS enforcement periods that elapsed, and those in which the cgroup was throttled. */
+  periods: number | undefined;
+  throttledPeriods: number | undefined;
+  throttledNs: number | undefined;
+}
 
-/** True on a unified (v2) hierarchy. */
-export const isCgroupV2 = existsSync(path.join(CGROUP_ROOT, 'cgroup.controllers'));
-
-export interface CgroupSample {
-  /** CPU time used, nanoseconds (all cores). */
-  cpuUsageNs: number;
-  memoryUsageBytes: number;
-  /** Usage minus inactive file cache: what the kubelet evicts on. */
+export interface MemoryStats {
+  usageBytes: number;
+  maxUsageBytes: number | undefined;
+  /** Usage minus inactive file cache: what kubelet evicts on. */
   workingSetBytes: number;
   rssBytes: number;
+  cacheBytes: number;
+  mappedFileBytes: number;
+  kernelBytes: number | undefined;
+  /** undefined when the kernel does not account swap (v1 without memsw files). */
+  swapBytes: number | undefined;
+  /** undefined when unlimited. */
+  limitBytes: number | undefined;
+  swapLimitBytes: number | undefined;
+  /** v1 memory.failcnt; v2 memory.events `max` (times usage hit the limit). */
+  failcnt: number | undefined;
+  /** Page faults of this cgroup's own tasks, and of its whole subtree. */
   pageFaults: number;
   majorPageFaults: number;
-  /** The memory limit, or undefined when unlimited. */
-  memoryLimitBytes: number | undefined;
-  processes: number;
+  hierarchicalPageFaults: number;
+  hierarchicalMajorPageFaults: number;
+  oomKills: number | undefined;
 }
 
-/**
- * Read one cgroup's CPU, memory and pid counters. `cgroupPath` is the path below the
- * hierarchy root (the spec's cgroupsPath with the cgroupfs driver).
- */
-export async function readCgroup(cgroupPath: string): Promise<CgroupSample | undefined> {
-  return isCgroupV2 ? readV2(cgroupPath) : readV1(cgroupPath);
+export interface PidStats {
+  /** The cgroup's processes (thread group leaders). */
+  pids: number[];
+  /** Tasks (threads), which is what pids.current counts. */
+  threads: number;
+  /** undefined when unlimited. */
+  threadsMax: number | undefined;
 }
 
-async function readV1(cgroupPath: string): Promise<CgroupSample | undefined> {
-  const dir = (controller: string): string => path.join(CGROUP_ROOT, controller, cgroupPath);
-  const usage = await readNumber(path.join(dir('cpuacct'), 'cpuacct.usage'));
-  if (usage === undefined) return undefined;
-  const memoryUsage = (await readNumber(path.join(dir('memory'), 'memory.usage_in_bytes'))) ?? 0;
-  const stat = await readKeyed(path.join(dir('memory'), 'memory.stat'));
-  const limit = await readNumber(path.join(dir('memory'), 'memory.limit_in_bytes'));
-  const inactiveFile = stat.total_inactive_file ?? stat.inactive_file ?? 0;
-  return {
-    cpuUsageNs: usage,
-    memoryUsageBytes: memoryUsage,
-    workingSetBytes: Math.max(0, memoryUsage - inactiveFile),
-    rssBytes: stat.total_rss ?? stat.rss ?? 0,
-    pageFaults: stat.total_pgfault ?? stat.pgfault ?? 0,
-    majorPageFaults: stat.total_pgmajfault ?? stat.pgmajfault ?? 0,
-    // v1 reports "unlimited" as a page-aligned number near 2^63.
-    memoryLimitBytes: limit !== undefined && limit < 2 ** 62 ? limit : undefined,
-    processes: (await readNumber(path.join(dir('pids'), 'pids.current'))) ?? 0,
+export interface CgroupStats {
+  cpu: CpuStats;
+  memory: MemoryStats;
+  pids: PidStats;
+  io: IoDeviceStats[];
+  psi: PsiSet;
+}
+
+/** The cgroup's counters, or undefined when it does not exist (any more). */
+export async function readCgroupStats(dirs: CgroupDirs): Promise<CgroupStats | undefined> {
+  return dirs.version === 2 ? readV2(dirs) : readV1(dirs);
+}
+
+/** v1 reports "unlimited" as a page-aligned number near 2^63. */
+const V1_UNLIMITED = 2 ** 62;
+/** cpuacct.stat counts in USER_HZ, which Linux fixes at 100 for userspace. */
+const NS_PER_USER_HZ_TICK = 10_000_000;
+
+async function readV1(dirs: CgroupDirs): Promise<CgroupStats | undefined> {
+  const cpuacct = dirs.controller('cpuacct');
+  const usageNs = await readNumber(path.join(cpuacct, 'cpuacct.usage'));
+  if (usageNs === undefined) return undefined;
+  const [times, throttling, memory, pids, io, psi] = await Promise.all([
+    readKeyed(path.join(cpuacct, 'cpuacct.stat')),
+    readKeyed(path.join(dirs.controller('cpu'), 'cpu.stat')),
+    readMemoryV1(dirs.controller('memory')),
+    readPidsV1(dirs),
+    readIoV1(dirs.controller('blkio')),
+    readPsi(dirs.unified),
+  ]);
+  const ticks = (n: number | undefined): number | undefined => (n === undefined ? undefined : n * NS_PER_USER_HZ_TICK);
+  const cpu: CpuStats = {
+    usageNs,
+    userNs: ticks(times.user),
+    systemNs: ticks(times.system),
+    periods: throttling.nr_periods,
+    throttledPeriods: throttling.nr_throttled,
+    throttledNs: throttling.throttled_time,
   };
+  return { cpu, memory, pids, io, psi };
 }
 
-async function readV2(cgroupPath: string): Promise<CgroupSample | undefined> {
-  const dir = path.join(CGROUP_ROOT, cgroupPath);
-  const cpu = await readKeyed(path.join(dir, 'cpu.stat'));
-  if (cpu.usage_usec === undefined) return undefined;
-  const memoryUsage = (await readNumber(path.join(dir, 'memory.current'))) ?? 0;
-  const stat = await readKeyed(path.join(dir, 'memory.stat'));
-  const max = await fs.readFile(path.join(dir, 'memory.max'), 'utf8').catch(() => 'max');
+async function readMemoryV1(dir: string): Promise<MemoryStats> {
+  const number = (file: string): Promise<number | undefined> => readNumber(path.join(dir, file));
+  const [usage, max, limit, memswUsage, memswLimit, failcnt, kmem, stat, oom] = await Promise.all([
+    number('memory.usage_in_bytes'),
+    number('memory.max_usage_in_bytes'),
+    number('memory.limit_in_bytes'),
+    number('memory.memsw.usage_in_bytes'),
+    number('memory.memsw.limit_in_bytes'),
+    number('memory.failcnt'),
+    number('memory.kmem.usage_in_bytes'),
+    readKeyed(path.join(dir, 'memory.stat')),
+    readKeyed(path.join(dir, 'memory.oom_control')),
+  ]);
+  const usageBytes = usage ?? 0;
+  const limitBytes = limited(limit);
+  const memswLimitBytes = limited(memswLimit);
   return {
-    cpuUsageNs: cpu.usage_usec * 1000,
-    memoryUsageBytes: memoryUsage,
-    workingSetBytes: Math.max(0, memoryUsage - (stat.inactive_file ?? 0)),
-    rssBytes: stat.anon ?? 0,
+    usageBytes,
+    maxUsageBytes: max,
+    workingSetBytes: Math.max(0, usageBytes - (stat.total_inactive_file ?? stat.inactive_file ?? 0)),
+    rssBytes: stat.total_rss ?? stat.rss ?? 0,
+    cacheBytes: stat.total_cache ?? stat.cache ?? 0,
+    mappedFileBytes: stat.total_mapped_file ?? stat.mapped_file ?? 0,
+    kernelBytes: kmem,
+    // memsw counts memory plus swap.
+    swapBytes: memswUsage === undefined ? undefined : Math.max(0, memswUsage - usageBytes),
+    limitBytes,
+    swapLimitBytes: memswLimitBytes !== undefined && limitBytes !== undefined ? Math.max(0, memswLimitBytes - limitBytes) : undefined,
+    failcnt,
     pageFaults: stat.pgfault ?? 0,
     majorPageFaults: stat.pgmajfault ?? 0,
-    memoryLimitBytes: max.trim() === 'max' ? undefined : Number(max.trim()),
-    processes: (await readNumber(path.join(dir, 'pids.current'))) ?? 0,
+    hierarchicalPageFaults: stat.total_pgfault ?? stat.pgfault ?? 0,
+    hierarchicalMajorPageFaults: stat.total_pgmajfault ?? stat.pgmajfault ?? 0,
+    oomKills: oom.oom_kill,
   };
 }
 
-async function readNumber(file: string): Promise<number | undefined> {
-  try {
-    const value = Number((await fs.readFile(file, 'utf8')).trim());
-    return Number.isFinite(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
+function limited(value: number | undefined): number | undefined {
+  return value !== undefined && value < V1_UNLIMITED ? value : undefined;
 }
 
-/** A "key value" per line file (memory.stat, cpu.stat). */
-async function readKeyed(file: string): Promise<Record<string, number>> {
-  try {
-    const out: Record<string, number> = {};
-    for (const line of (await fs.readFile(file, 'utf8')).split('\n')) {
-      const [key, value] = line.split(' ');
-      if (key && value !== undefined) out[key] = Number(value);
-    }
-    return out;
-  } catch {
-    return {};
-  }
+async function readPidsV1(dirs: CgroupDirs): Promise<PidStats> {
+  const pidsDir = dirs.controller('pids');
+  let procs = await readLines(path.join(pidsDir, 'cgroup.procs'));
+  // Without a pids hierarchy every v1 controller holds the same processes for a runc container.
+  if (procs.length === 0) procs = await readLines(path.join(dirs.controller('memory'), 'cgroup.procs'));
+  const current = await readNumber(path.join(pidsDir, 'pids.current'));
+  return {
+    pids: pidsOf(procs),
+    threads: current ?? (await readLines(path.join(dirs.controller('memory'), 'tasks'))).length,
+    threadsMax: await readNumber(path.join(pidsDir, 'pids.max')),
+  };
+}
+
+async function readV2(dirs: CgroupDirs): Promise<CgroupStats | undefined> {
+  const dir = dirs.controller('cpu');
+  const cpuStat = await readKeyed(path.join(dir, 'cpu.stat'));
+  if (cpuStat.usage_usec === undefined) return undefined;
+  const [memory, pids, io, psi] = await Promise.all([readMemoryV2(dir), readPidsV2(dir), readIoV2(dir), readPsi(dirs.unified)]);
+  const ns = (us: number | undefined): number | undefined => (us === undefined ? undefined : us * 1000);
+  const cpu: CpuStats = {
+    usageNs: cpuStat.usage_usec * 1000,
+    userNs: ns(cpuStat.user_usec),
+    systemNs: ns(cpuStat.system_usec),
+    periods: cpuStat.nr_periods,
+    throttledPeriods: cpuStat.nr_throttled,
+    throttledNs: ns(cpuStat.throttled_usec),
+  };
+  return { cpu, memory, pids, io, psi };
+}
+
+async function readMemoryV2(dir: string): Promise<MemoryStats> {
+  const number = (file: string): Promise<number | undefined> => readNumber(path.join(dir, file));
+  const [current, peak, max, swap, swapMax, stat, events] = await Promise.all([
+    number('memory.current'),
+    number('memory.peak'),
+    number('memory.max'),
+    number('memory.swap.current'),
+    number('memory.swap.max'),
+    readKeyed(path.join(dir, 'memory.stat')),
+    readKeyed(path.join(dir, 'memory.events')),
+  ]);
+  const usageBytes = current ?? 0;
+  return {
+    usageBytes,
+    maxUsageBytes: peak,
+    workingSetBytes: Math.max(0, usageBytes - (stat.inactive_file ?? 0)),
+    rssBytes: stat.anon ?? 0,
+    cacheBytes: stat.file ?? 0,
+    mappedFileBytes: stat.file_mapped ?? 0,
+    // "kernel" since 5.18; before, its two largest parts.
+    kernelBytes: stat.kernel ?? (stat.kernel_stack !== undefined || stat.slab !== undefined ? (stat.kernel_stack ?? 0) + (stat.slab ?? 0) : undefined),
+    swapBytes: swap,
+    limitBytes: max,
+    swapLimitBytes: swapMax,
+    failcnt: events.max,
+    // v2's memory.stat is hierarchical only.
+    pageFaults: stat.pgfault ?? 0,
+    majorPageFaults: stat.pgmajfault ?? 0,
+    hierarchicalPageFaults: stat.pgfault ?? 0,
+    hierarchicalMajorPageFaults: stat.pgmajfault ?? 0,
+    oomKills: events.oom_kill,
+  };
+}
+
+async function readPidsV2(dir: string): Promise<PidStats> {
+  const [procs, current, max] = await Promise.all([
+    readLines(path.join(dir, 'cgroup.procs')),
+    readNumber(path.join(dir, 'pids.current')),
+    readNumber(path.join(dir, 'pids.max')),
+  ]);
+  return {
+    pids: pidsOf(procs),
+    threads: current ?? (await readLines(path.join(dir, 'cgroup.threads'))).length,
+    threadsMax: max,
+  };
+}
+
+function pidsOf(lines: string[]): number[] {
+  return lines.map((line) => parseCount(line.trim())).filter((pid): pid is number => pid !== undefined && pid > 0);
 }
 
 /**
@@ -106,38 +232,8 @@ export class CpuRate {
     return Math.round(((usageNs - previous.usage) * 1e9) / Number(now - previous.at));
   }
 
-  forget(key: string): void {
-    this.last.delete(key);
+  /** Drop keys not in `live` (removed containers and pods), so the map does not grow forever. */
+  retain(live: ReadonlySet<string>): void {
+    for (const key of this.last.keys()) if (!live.has(key)) this.last.delete(key);
   }
-}
-
-/** Bytes and inodes under a directory (a container's writable layer), not crossing mounts. */
-export async function diskUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
-  let bytes = 0;
-  let inodes = 0;
-  let device: number | undefined;
-  const seen = new Set<number>();
-  const walk = async (current: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await fs.readdir(current, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const entry of entries) {
-      const full = path.join(current, entry.name);
-      const stat = await fs.lstat(full).catch(() => undefined);
-      if (!stat || (device !== undefined && stat.dev !== device)) continue;
-      if (seen.has(stat.ino)) continue;
-      seen.add(stat.ino);
-      inodes += 1;
-      bytes += stat.blocks * 512;
-      if (entry.isDirectory()) await walk(full);
-    }
-  };
-  const root = await fs.lstat(dir).catch(() => undefined);
-  if (!root) return { bytes, inodes };
-  device = root.dev;
-  await walk(dir);
-  return { bytes, inodes };
 }

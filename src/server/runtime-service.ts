@@ -3,6 +3,7 @@ import type { ContainerEvents } from '../container/events.js';
 import type { ContainerService } from '../container/service.js';
 import type { StatsService } from '../container/stats.js';
 import type { RuntimeInfoService } from '../info/service.js';
+import type { MetricsService } from '../metrics/service.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { StreamingService } from '../streaming/service.js';
 import { eventStream, unary, unimplemented, unimplementedStream, type WrapOptions } from './wrap.js';
@@ -13,6 +14,7 @@ export interface RuntimeServices {
   sandboxes: SandboxService;
   containers: ContainerService;
   stats: StatsService;
+  metrics: MetricsService;
   events: ContainerEvents;
   streaming: StreamingService;
 }
@@ -22,7 +24,7 @@ export interface RuntimeServices {
  * RPCs not served yet answer UNIMPLEMENTED at once.
  */
 export function runtimeServiceHandlers(services: RuntimeServices, options: WrapOptions): RuntimeServiceHandlers {
-  const { info, sandboxes, containers, stats, events, streaming } = services;
+  const { info, sandboxes, containers, stats, metrics, events, streaming } = services;
   return {
     Version: unary('Version', options, async () => info.version()),
     Status: unary('Status', options, async (req) => info.status(req.verbose)),
@@ -83,8 +85,8 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
     StreamPodSandboxStats: unimplementedStream('StreamPodSandboxStats'),
     CheckpointContainer: unimplemented('CheckpointContainer'),
     GetContainerEvents: eventStream('GetContainerEvents', options, (listener) => events.subscribe(listener)),
-    ListMetricDescriptors: unimplemented('ListMetricDescriptors'),
-    ListPodSandboxMetrics: unimplemented('ListPodSandboxMetrics'),
+    ListMetricDescriptors: unary('ListMetricDescriptors', options, async () => ({ descriptors: metrics.descriptors() })),
+    ListPodSandboxMetrics: unary('ListPodSandboxMetrics', options, async () => ({ pod_metrics: await metrics.podSandboxMetrics() })),
     StreamPodSandboxMetrics: unimplementedStream('StreamPodSandboxMetrics'),
   };
 }
