@@ -23,7 +23,7 @@ import { InvalidArgumentError } from '../errors.js';
 export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
 
 /** The v1 controllers tscri reads. */
-export type V1Controller = 'cpu' | 'cpuacct' | 'memory' | 'pids' | 'blkio';
+export type V1Controller = 'cpu' | 'cpuacct' | 'cpuset' | 'memory' | 'pids' | 'blkio';
 
 /** How the cgroup filesystem is mounted under a root. */
 export type CgroupHierarchy =

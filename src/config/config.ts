@@ -113,6 +113,19 @@ export function parseConfig(text: string, origin = 'config'): Config {
   return compile(new Reader(raw, origin));
 }
 
+/**
+ * `default_cgroup_parent` in the driver's own form: a path for cgroupfs, a slice name for
+ * systemd (where the default is tscri.slice).
+ */
+function defaultCgroupParentOf(r: Reader, driver: CgroupDriver): string | undefined {
+  if (driver === 'cgroupfs') return r.absolutePath('default_cgroup_parent');
+  const slice = r.string('default_cgroup_parent') ?? 'tscri.slice';
+  if (!/^[A-Za-z0-9_.:@-]+\.slice$/.test(slice) || /(^|-)-|-\.slice$/.test(slice)) {
+    throw r.invalid('default_cgroup_parent', `with cgroup_driver = "systemd" it must be a slice name such as tscri.slice, not ${JSON.stringify(slice)}`);
+  }
+  return slice;
+}
+
 function compile(r: Reader): Config {
   const cfg = defaultConfig();
   r.allowOnly([
@@ -126,7 +139,7 @@ function compile(r: Reader): Config {
   cfg.sandboxImage = r.string('sandbox_image') ?? cfg.sandboxImage;
   cfg.logLevel = r.oneOf('log_level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? cfg.logLevel;
   cfg.cgroupDriver = r.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
-  cfg.defaultCgroupParent = r.absolutePath('default_cgroup_parent') ?? cfg.defaultCgroupParent;
+  cfg.defaultCgroupParent = defaultCgroupParentOf(r, cfg.cgroupDriver) ?? cfg.defaultCgroupParent;
   cfg.seccompProfileRoot = r.absolutePath('seccomp_profile_root') ?? cfg.seccompProfileRoot;
 
   const runtime = r.table('runtime');

@@ -124,12 +124,9 @@ export function clampOomScoreAdj(requested: number, own: number): number {
 
 /**
  * The cgroup a sandbox or container lives in. With cgroupfs it is a path below the parent;
- * with systemd it is runc's "slice:prefix:name" form.
+ * with systemd it is runc's "slice:prefix:name" form, the parent being a slice name.
  */
 export function cgroupsPathFor(driver: CgroupDriver, parent: string, id: string): string {
-  if (driver === 'systemd') {
-    const slice = parent === '' || parent === '/' ? 'system.slice' : path.basename(parent);
-    return `${slice}:tscri:${id}`;
-  }
+  if (driver === 'systemd') return `${parent || 'system.slice'}:tscri:${id}`;
   return path.posix.join(parent || '/', id);
 }

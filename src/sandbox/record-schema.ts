@@ -9,6 +9,7 @@ import {
   dictionary,
   integer,
   literal,
+  nullable,
   object,
   optional,
   string,
@@ -47,6 +48,7 @@ const checkSandboxRecord = object({
   sandboxImage: string(),
   network: optional(object({ ip: string(), additionalIps: array(string()), networkName: string(), networkSource: string(), cniResult: optional(anyObject) })),
   pausePid: optional(integer(1, 2 ** 22)),
+  resources: optional(object({ resources: nullable(anyObject), overhead: nullable(anyObject) })),
   timings: dictionary((v, f) => {
     if (typeof v !== 'number') throw new Error(`${f}: expected a number`);
     return v;

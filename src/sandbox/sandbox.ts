@@ -50,6 +50,8 @@ export interface SandboxRecord {
   pausePid?: number;
   /** Per-step durations of RunPodSandbox in ms, for verbose status. */
   timings: Record<string, number>;
+  /** The last UpdatePodSandboxResources, as asked (the containers' sum and the overhead). */
+  resources?: { resources: cri.LinuxContainerResources | null; overhead: cri.LinuxContainerResources | null };
 }
 
 /** A sandbox as the daemon holds it: the durable record plus what is only observed. */

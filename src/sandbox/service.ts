@@ -24,6 +24,9 @@ import { nowNanos, stepTimer } from '../util/time.js';
 import { ParkedCreations } from '../util/parking.js';
 import { UndoStack } from '../util/undo.js';
 import { sandboxFilesIn, writeSandboxFiles } from './files.js';
+import { applyLimits, podLimits } from '../cgroups/limits.js';
+import { detectHierarchy, expandSlice, parentCgroupDirs } from '../cgroups/paths.js';
+import { checkResources } from '../validation/linux.js';
 import { pauseSpec } from './pause-spec.js';
 import { sandboxRecordSchema } from './record-schema.js';
 import {
@@ -141,6 +144,7 @@ export class SandboxService {
    * it clearly rather than run it in the host's user namespace, which is what it asked not to.
    */
   private checkFeatures(config: cri.PodSandboxConfig): void {
+    checkCgroupParentForDriver(config.linux?.cgroup_parent ?? '', this.deps.config.cgroupDriver);
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
     if (userns?.mode === 'POD' && !this.deps.features.userNamespaces) {
       throw new FailedPreconditionError(`user namespaces for pods (userns_options mode POD) are not available here: ${this.deps.features.missing.userNamespaces}`);
@@ -403,6 +407,33 @@ export class SandboxService {
     return statusOf(sandbox);
   }
 
+  /**
+   * UpdatePodSandboxResources (in-place resize): the pod's new limits, its containers' sum
+   * plus its overhead, written to its own cgroup, the kubelet's cgroup parent, and recorded.
+   * A pod under the daemon's shared default parent has no cgroup of its own to limit: the
+   * values are recorded only (limiting the shared parent would limit every pod).
+   */
+  async updateResources(idOrPrefix: string, resources: cri.LinuxContainerResources | null, overhead: cri.LinuxContainerResources | null, log: Logger): Promise<void> {
+    checkResources('resources', resources);
+    checkResources('overhead', overhead);
+    const id = this.sandboxes.get(idOrPrefix).record.id;
+    await this.locks.run(id, async () => {
+      const sandbox = this.sandboxes.get(id);
+      if (criStateOf(sandbox) !== 'SANDBOX_READY') throw new FailedPreconditionError(`sandbox ${id} is not ready`);
+      const { record } = sandbox;
+      const ownParent = record.config.linux?.cgroup_parent;
+      record.resources = { resources, overhead };
+      await this.store.save(record);
+      if (!ownParent) {
+        log.info('pod has no cgroup of its own (the default parent); its new resources are recorded only');
+        return;
+      }
+      const dirs = parentCgroupDirs(detectHierarchy(), this.deps.config.cgroupDriver, ownParent);
+      await applyLimits(dirs, podLimits(resources, overhead));
+      log.info({ cgroup: dirs.path }, 'pod resources updated');
+    });
+  }
+
   async status(idOrPrefix: string, verbose: boolean): Promise<wire.PodSandboxStatusResponse> {
     const sandbox = this.sandboxes.get(idOrPrefix);
     const response: wire.PodSandboxStatusResponse = { status: statusOf(sandbox), timestamp: nowNanos() };
@@ -426,6 +457,7 @@ export class SandboxService {
       cniResult: record.network?.cniResult,
       pauseExit: sandbox.pauseExit,
       timingsMs: record.timings,
+      resources: record.resources,
       runtimeSpec: await this.deps.runtime.specOf(record.id),
       config: record.config,
     };
@@ -457,6 +489,15 @@ export class SandboxService {
     const selector = Object.entries(filter.label_selector ?? {});
     return sandboxes.filter((s) => selector.every(([k, v]) => s.record.config.labels[k] === v));
   }
+}
+
+/** cgroupfs takes a path, systemd a slice name: the other form would land somewhere unexpected. */
+function checkCgroupParentForDriver(parent: string, driver: Config['cgroupDriver']): void {
+  if (parent === '') return;
+  const isSlice = parent.endsWith('.slice') && !parent.includes('/');
+  if (driver === 'systemd' && !isSlice) throw new InvalidArgumentError(`config.linux.cgroup_parent ${quote(parent)}: the systemd cgroup driver takes a slice name`);
+  if (driver === 'cgroupfs' && isSlice) throw new InvalidArgumentError(`config.linux.cgroup_parent ${quote(parent)}: the cgroupfs driver takes a path, not a slice name`);
+  if (driver === 'systemd') expandSlice(parent);
 }
 
 function checkRuntimeHandler(handler: string): void {

@@ -37,6 +37,12 @@ export function namespaceOptionsOf(config: cri.PodSandboxConfig): cri.NamespaceO
   };
 }
 
+/**
+ * A pod's cgroup parent as the kubelet writes it: an absolute path for cgroupfs
+ * (`/kubepods/burstable/pod<uid>`), a slice name for systemd (`kubepods-burstable-pod<uid>.slice`);
+ * which of the two the configured driver takes is the service's check.
+ */
+const CGROUP_PARENT = /^(\/[A-Za-z0-9_.:@+=-]*)+$|^[A-Za-z0-9_.:@-]+\.slice$/;
 /** A DNS label or dotted name, as Linux keeps in the kernel's hostname (HOST_NAME_MAX 64). */
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
 /** A search domain or resolver option: one token of a resolv.conf line. */
@@ -93,7 +99,7 @@ function checkPortMapping(mapping: cri.PortMapping, field: string): void {
 
 function checkLinux(linux: cri.LinuxPodSandboxConfig | null): void {
   if (!linux) return;
-  checkText('config.linux.cgroup_parent', linux.cgroup_parent, { maxBytes: 4096, singleLine: true });
+  checkText('config.linux.cgroup_parent', linux.cgroup_parent, { maxBytes: 4096, pattern: CGROUP_PARENT, patternHint: 'an absolute cgroup path or a systemd slice name' });
   if (linux.cgroup_parent.split('/').includes('..')) throw invalid('config.linux.cgroup_parent', 'must not contain ".."');
   const security = linux.security_context;
   const namespaces = security?.namespace_options ?? null;

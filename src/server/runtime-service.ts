@@ -45,7 +45,10 @@ export function runtimeServiceHandlers(services: RuntimeServices, options: WrapO
     PodSandboxStatus: unary('PodSandboxStatus', options, (req) => sandboxes.status(req.pod_sandbox_id, req.verbose)),
     ListPodSandbox: unary('ListPodSandbox', options, async (req) => ({ items: sandboxes.list(req.filter) })),
     StreamPodSandboxes: unimplementedStream('StreamPodSandboxes'),
-    UpdatePodSandboxResources: unimplemented('UpdatePodSandboxResources'),
+    UpdatePodSandboxResources: unary('UpdatePodSandboxResources', options, async (req, ctx) => {
+      await sandboxes.updateResources(req.pod_sandbox_id, req.resources, req.overhead, ctx.log);
+      return {};
+    }),
 
     CreateContainer: unary('CreateContainer', options, async (req, ctx) => ({
       container_id: await containers.create(req, ctx.log, ctx.signal),

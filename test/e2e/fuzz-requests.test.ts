@@ -9,8 +9,8 @@
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { podConfig, startTestDaemon, tempDir, type TestDaemon } from './harness.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { cgroupParentOf, podConfig, startTestDaemon, tempDir, type TestDaemon } from './harness.js';
 import { absentTestImage, testImage } from './images.js';
 
 const SEED = Number(process.env.TSCRI_FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -18,6 +18,10 @@ const RUNS = Number(process.env.TSCRI_FUZZ_RUNS ?? 60);
 const BUSYBOX = testImage('busybox');
 /** Each property's share of the time: runs of a few calls each, some of them making pods. */
 const TIMEOUT_MS = 60_000 + RUNS * 1_000;
+
+/** What the daemon takes as a cgroup parent (src/sandbox/validate.ts). */
+const CGROUP_PARENT = /^(\/[A-Za-z0-9_.:@+=-]*)+$|^[A-Za-z0-9_.:@-]+\.slice$/;
+const RUN_CGROUP_PARENT = `/${cgroupParentOf(inject('runId'))}`;
 
 /** Codes that answer a bad request; INTERNAL and UNKNOWN mean the daemon itself broke. */
 const ACCEPTABLE = new Set([
@@ -84,7 +88,9 @@ const POD_FIELDS: Array<[string, fc.Arbitrary<unknown>]> = [
   ['port_mappings', fc.array(fc.record({ protocol: enumOf('TCP', 'UDP', 'SCTP'), container_port: uint32, host_port: uint32, host_ip: hostileString }), { maxLength: 3 })],
   ['labels', stringMap],
   ['annotations', stringMap],
-  ['linux.cgroup_parent', hostileString],
+  // Cgroup parents that are valid make cgroups a pod's removal leaves (they are the kubelet's):
+  // valid ones are put below the run's own parent, which the run removes; the rest must be refused.
+  ['linux.cgroup_parent', fc.oneof(hostileString.filter((v) => !CGROUP_PARENT.test(v) || v.includes('..')), hostileString.map((v) => `${RUN_CGROUP_PARENT}/fuzz/${v.replace(/^\/+/, '')}`))],
   ['linux.sysctls', fc.dictionary(fc.oneof(hostileString, fc.constantFrom('net.core.somaxconn', 'kernel.shmmax', 'kernel.panic', 'net/ipv4/ip_forward')), hostileString, { maxKeys: 2 })],
   ['linux.overhead', resources],
   ['linux.resources', resources],

@@ -88,15 +88,18 @@ interface Run {
 /** Stop the registry, check that the run left nothing, and remove what it made. */
 async function finishRun({ runId, runDir, before, registry }: Run): Promise<void> {
   await registry?.stop();
-  const leftovers = leftoversSince(before, await snapshotHost());
-  const mounts = await mountsUnder(runDir);
-  leftovers.push(...mounts.map((m) => `mount ${m}`));
-  leftovers.push(...(await processesMatching(runDir)).map((pid) => `process ${pid}`));
+  const leftovers: string[] = [];
+  // The run's own cgroup parent goes first (its children would be leftovers), so that any
+  // other new top-level cgroup found below is one a pod made elsewhere and left.
   for (const dir of await cgroupDirs(cgroupParentOf(runId))) {
     const children = await cgroupChildren(dir);
     leftovers.push(...children.map((child) => `cgroup ${child}`));
     for (const cgroup of [...children, dir]) await fs.rmdir(cgroup).catch(() => {});
   }
+  leftovers.push(...leftoversSince(before, await snapshotHost()));
+  const mounts = await mountsUnder(runDir);
+  leftovers.push(...mounts.map((m) => `mount ${m}`));
+  leftovers.push(...(await processesMatching(runDir)).map((pid) => `process ${pid}`));
   // Never delete through a mount: a pod's rootfs left mounted would lose the evidence and
   // could reach outside the directory.
   if (mounts.length === 0) await fs.rm(runDir, { recursive: true, force: true });

@@ -94,6 +94,8 @@ export interface HostSnapshot {
   netns: Set<string>;
   links: Set<string>;
   iptables: Set<string>;
+  /** Top-level cgroups of every hierarchy (`memory/kubepods`, or `kubepods` on v2). */
+  cgroups: Set<string>;
 }
 
 export async function snapshotHost(): Promise<HostSnapshot> {
@@ -101,7 +103,21 @@ export async function snapshotHost(): Promise<HostSnapshot> {
   const { stdout: linkJson } = await execa('ip', ['-j', 'link', 'show']);
   const links = (JSON.parse(linkJson) as Array<{ ifname: string }>).map((l) => l.ifname);
   const { stdout: rules } = await execa('iptables-save', [], { reject: false });
-  return { netns: new Set(netns), links: new Set(links), iptables: new Set(rules.split('\n').filter(isPodIptablesLine)) };
+  return { netns: new Set(netns), links: new Set(links), iptables: new Set(rules.split('\n').filter(isPodIptablesLine)), cgroups: new Set(await topLevelCgroups()) };
+}
+
+/** A pod whose cgroup parent names a new path makes cgroups there that outlive it unless removed. */
+async function topLevelCgroups(): Promise<string[]> {
+  const root = '/sys/fs/cgroup';
+  const isHierarchy = async (dir: string) => exists(path.join(dir, 'cgroup.procs'));
+  const hierarchies = (await isHierarchy(root)) ? [''] : await fs.readdir(root).catch(() => [] as string[]);
+  const found: string[] = [];
+  for (const hierarchy of hierarchies) {
+    for (const entry of await fs.readdir(path.join(root, hierarchy), { withFileTypes: true }).catch(() => [])) {
+      if (entry.isDirectory()) found.push(path.join(hierarchy, entry.name));
+    }
+  }
+  return found;
 }
 
 /** portmap's own chains stay once made (as under containerd and CRI-O); anything else it adds is per pod. */
@@ -116,7 +132,12 @@ export function isPodIptablesLine(line: string): boolean {
 /** Everything in `after` that `before` did not have, as readable lines. */
 export function leftoversSince(before: HostSnapshot, after: HostSnapshot): string[] {
   const added = (kind: string, a: Set<string>, b: Set<string>) => [...b].filter((x) => !a.has(x)).map((x) => `${kind} ${x}`);
-  return [...added('netns', before.netns, after.netns), ...added('link', before.links, after.links), ...added('iptables', before.iptables, after.iptables)];
+  return [
+    ...added('netns', before.netns, after.netns),
+    ...added('link', before.links, after.links),
+    ...added('iptables', before.iptables, after.iptables),
+    ...added('cgroup', before.cgroups, after.cgroups),
+  ];
 }
 
 /** The cgroup directories named `parent` under every mounted hierarchy (v1) or the unified one. */

@@ -7,9 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type * as cri from '../../src/api/cri.js';
-import { podConfig, sleep, startTestDaemon, tempDir, type TestDaemon } from './harness.js';
+import { cgroupParentOf, podConfig, sleep, startTestDaemon, tempDir, type TestDaemon } from './harness.js';
+import { cgroupDirs } from './host.js';
 import { testImage } from './images.js';
 
 const BUSYBOX = testImage('busybox');
@@ -182,6 +183,33 @@ describe('what current kubelets ask of the runtime', () => {
     await daemon.runtime('RemoveContainer', { container_id: id });
     await expect(fs.access(volumeDir)).rejects.toThrow();
     for (const dir of layerDirs) await expect(fs.access(dir), dir).rejects.toThrow();
+  });
+
+  it('resizes a pod in place: its cgroup gets the containers’ sum plus the overhead', async () => {
+    const parent = `/${cgroupParentOf(inject('runId'))}/pod-resize`;
+    const pod = await newPod('resize', { linux: { cgroup_parent: parent } });
+    const mib = 1024 * 1024;
+    await daemon.runtime('UpdatePodSandboxResources', {
+      pod_sandbox_id: pod.id,
+      resources: { cpu_period: 100_000, cpu_quota: 50_000, cpu_shares: 512, memory_limit_in_bytes: 128 * mib },
+      overhead: { cpu_quota: 10_000, cpu_shares: 64, memory_limit_in_bytes: 16 * mib },
+    });
+    const read = async (controller: string, file: string) => (await fs.readFile(path.join('/sys/fs/cgroup', controller, parent, file), 'utf8')).trim();
+    expect(await read('cpu', 'cpu.cfs_period_us')).toBe('100000');
+    expect(await read('cpu', 'cpu.cfs_quota_us')).toBe('60000');
+    expect(await read('cpu', 'cpu.shares')).toBe('576');
+    expect(await read('memory', 'memory.limit_in_bytes')).toBe(String(144 * mib));
+    const info = JSON.parse((await daemon.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id, verbose: true })).info.info!) as { resources: unknown };
+    expect(info.resources).toMatchObject({ resources: { cpu_quota: '50000' }, overhead: { cpu_quota: '10000' } });
+
+    await expect(daemon.runtime('UpdatePodSandboxResources', { pod_sandbox_id: pod.id, resources: { cpu_period: 7 } })).rejects.toMatchObject({
+      code: grpcStatus.INVALID_ARGUMENT,
+      details: expect.stringMatching(/resources\.cpu_period 7 is below/),
+    });
+    await expect(daemon.runtime('UpdatePodSandboxResources', { pod_sandbox_id: 'f'.repeat(64), resources: {} })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    await daemon.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    // The pod's cgroup is the kubelet's (here, the test's) to remove, as it made it.
+    for (const dir of await cgroupDirs(parent.slice(1))) await fs.rmdir(dir);
   });
 
   it('reports the stop signal it applies', async () => {

@@ -61,8 +61,13 @@ describe('what a test run leaves on the host', () => {
   });
 
   it('reports only what appeared during the run', () => {
-    const before = { netns: new Set(['old']), links: new Set(['lo', 'eth0']), iptables: new Set<string>() };
-    const after = { netns: new Set(['old', 'cni-1']), links: new Set(['lo', 'eth0', 'veth1']), iptables: new Set([':CNI-DN-x - [0:0]']) };
-    expect(leftoversSince(before, after)).toEqual(['netns cni-1', 'link veth1', 'iptables :CNI-DN-x - [0:0]']);
+    const before = { netns: new Set(['old']), links: new Set(['lo', 'eth0']), iptables: new Set<string>(), cgroups: new Set(['memory/process_api']) };
+    const after = {
+      netns: new Set(['old', 'cni-1']),
+      links: new Set(['lo', 'eth0', 'veth1']),
+      iptables: new Set([':CNI-DN-x - [0:0]']),
+      cgroups: new Set(['memory/process_api', 'memory/etc']),
+    };
+    expect(leftoversSince(before, after)).toEqual(['netns cni-1', 'link veth1', 'iptables :CNI-DN-x - [0:0]', 'cgroup memory/etc']);
   });
 });

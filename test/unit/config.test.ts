@@ -75,7 +75,14 @@ token_ttl_seconds = 30
     ['[registry.mirrors."x.io"]\nendpoints = ["ftp://x"]', /must be http:\/\/ or https:\/\//],
     ['[streaming]\nport = 70000', /port: must be between 0 and 65535/],
     ['root = ', /invalid TOML/],
+    ['cgroup_driver = "systemd"\ndefault_cgroup_parent = "/tscri"', /default_cgroup_parent: with cgroup_driver = "systemd" it must be a slice name/],
   ])('rejects %j naming the key', (text, message) => {
     expect(() => parseConfig(text)).toThrow(message);
+  });
+
+  it('defaults the cgroup parent to a slice under the systemd driver', () => {
+    expect(parseConfig('cgroup_driver = "systemd"').defaultCgroupParent).toBe('tscri.slice');
+    expect(parseConfig('cgroup_driver = "systemd"\ndefault_cgroup_parent = "pods.slice"').defaultCgroupParent).toBe('pods.slice');
+    expect(parseConfig('').defaultCgroupParent).toBe('/tscri');
   });
 });

@@ -96,6 +96,8 @@ describe('sandbox config validation', () => {
     ['a net sysctl with host networking', { linux: linux({ sysctls: { 'net.ipv4.ip_forward': '1' }, security_context: { namespace_options: hostNet } as never }) }, /is a network sysctl, but the pod uses the node's network namespace/],
     ['a sysctl value with a newline', { linux: linux({ sysctls: { 'net.core.somaxconn': '1\n2' } }) }, /contains a line break/],
     ['a cgroup parent climbing out', { linux: linux({ cgroup_parent: '/kubepods/../../x' }) }, /cgroup_parent must not contain "\.\."/],
+    ['a relative cgroup parent', { linux: linux({ cgroup_parent: 'etc/passwd' }) }, /cgroup_parent "etc\/passwd" is not an absolute cgroup path or a systemd slice name/],
+    ['a cgroup parent with odd characters', { linux: linux({ cgroup_parent: '/a;b=c*' }) }, /cgroup_parent .* is not an absolute cgroup path/],
     ['a negative memory limit in overhead', { linux: linux({ overhead: resources({ memory_limit_in_bytes: '-5' }) }) }, /config\.linux\.overhead\.memory_limit_in_bytes -5 is outside/],
     ['a cpu period below 1 ms', { linux: linux({ resources: resources({ cpu_period: '10' }) }) }, /cpu_period 10 is below the kernel's minimum/],
     ['an int64 beyond 2^53', { linux: linux({ resources: resources({ memory_limit_in_bytes: '9007199254740993' }) }) }, /memory_limit_in_bytes 9007199254740993 is outside 0\.\.9007199254740991/],
