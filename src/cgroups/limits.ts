@@ -59,7 +59,7 @@ export function limitFiles(dirs: CgroupDirs, limits: PodLimits): Array<[file: st
     files.push([path.join(dir, 'cpu.max'), `${quota} ${limits.cpuPeriod ?? 100000}`]);
   }
   // cgroup v2 weights (1-10000) from v1 shares (2-262144), as runc converts them.
-  if (limits.cpuShares !== undefined) files.push([path.join(dir, 'cpu.weight'), String(1 + Math.round(((limits.cpuShares - 2) * 9999) / 262142))]);
+  if (limits.cpuShares !== undefined) files.push([path.join(dir, 'cpu.weight'), String(1 + Math.floor(((limits.cpuShares - 2) * 9999) / 262142))]);
   if (limits.memoryBytes !== undefined) files.push([path.join(dir, 'memory.max'), String(limits.memoryBytes)]);
   if (limits.cpusetCpus) files.push([path.join(dir, 'cpuset.cpus'), limits.cpusetCpus]);
   if (limits.cpusetMems) files.push([path.join(dir, 'cpuset.mems'), limits.cpusetMems]);
