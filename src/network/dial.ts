@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { FailedPreconditionError } from '../errors.js';
-import { CappedOutput, killProcessGroup, quote } from '../util/run.js';
+import { CappedOutput, killProcessGroup, outputExcerpt } from '../util/run.js';
 import { after } from '../util/timer.js';
 
 /** How long a dial may take before it is abandoned. */
@@ -75,7 +75,7 @@ function dialThroughSocat(netnsPath: string, port: number): Promise<Duplex> {
       if (connected) return;
       const text = logText();
       const reason = /E (.*)$/m.exec(text)?.[1] ?? text.trim().split('\n').pop() ?? 'socat exited';
-      reject(new FailedPreconditionError(`cannot connect to port ${port} in the pod: ${quote(reason)}`));
+      reject(new FailedPreconditionError(`cannot connect to port ${port} in the pod: ${outputExcerpt(reason)}`));
     });
   });
 }

@@ -25,7 +25,7 @@ import { newId } from '../util/ids.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 import { after } from '../util/timer.js';
 import { pollUntil } from '../util/time.js';
-import { CappedOutput, killProcessGroup, quote } from '../util/run.js';
+import { CappedOutput, killProcessGroup, outputExcerpt } from '../util/run.js';
 
 export interface ConmonRuntimeOptions {
   /** Absolute path of the conmon binary. */
@@ -165,7 +165,7 @@ export class ConmonRuntime implements OciRuntime {
       detached: true,
     });
     const stderr = new CappedOutput(child.stderr!, MAX_STDERR_BYTES);
-    const stderrText = (): string => quote(stderr.bytes().toString());
+    const stderrText = (): string => outputExcerpt(stderr.bytes().toString());
     child.on('error', () => undefined);
     child.unref();
 
@@ -320,7 +320,7 @@ export class ConmonRuntime implements OciRuntime {
     );
     child.on('error', () => undefined);
     const stderr = new CappedOutput(child.stderr!, MAX_STDERR_BYTES);
-    const stderrText = (): string => quote(stderr.bytes().toString());
+    const stderrText = (): string => outputExcerpt(stderr.bytes().toString());
     // fds 3, 4 and 5: the sync pipe (conmon → us), the start pipe (us → conmon), the attach pipe.
     const [, , , sync, start, attachPipe] = child.stdio as unknown as [null, null, Readable, Readable, Writable, Readable];
     for (const pipe of [sync, start, attachPipe]) pipe.on('error', () => undefined);

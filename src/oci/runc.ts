@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { InternalError, NotFoundError } from '../errors.js';
 import type { StreamIO } from './attach-socket.js';
 import type { ExecOptions, ExecOutcome } from './runtime.js';
-import { describeFailure, exec, execRaw, killProcessGroup, quote, run } from '../util/run.js';
+import { describeFailure, exec, execRaw, killProcessGroup, outputExcerpt, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
 import { runtimeFailure } from './runtime-errors.js';
 
@@ -121,7 +121,7 @@ export class Runc {
     const err = result.stderr;
     if (!result.timedOut && exitCode !== 0 && /^(time="[^"]*" )?level=error/m.test(err.toString())) {
       // runc itself failed (no such container, bad process): not the process's own exit.
-      const message = quote(err.toString());
+      const message = outputExcerpt(err.toString());
       if (/does not exist|not running|cannot exec in a stopped container/i.test(message)) {
         throw new NotFoundError(`container ${id} is not running: ${message}`);
       }

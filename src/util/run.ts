@@ -255,7 +255,7 @@ export async function run(file: string, args: readonly string[], options: ExecOp
 
 /** Why a command failed, for an error message: an excerpt of its output, or how it ended. */
 export function describeFailure(result: ExecResult, options: ExecOptions = {}): string {
-  const output = quote(result.stderr || result.stdout);
+  const output = outputExcerpt(result.stderr || result.stdout);
   const over = overflowOf(result, options);
   if (over) return output ? `${over}: ${output}` : over;
   if (result.timedOut) {
@@ -276,7 +276,7 @@ export function overflowOf(result: Pick<ExecResult, 'truncated'>, options: Pick<
 }
 
 /** At most MAX_QUOTED_CHARS of a child's output, trimmed, for an error message. */
-export function quote(text: string, max = MAX_QUOTED_CHARS): string {
+export function outputExcerpt(text: string, max = MAX_QUOTED_CHARS): string {
   return shorten(text.trim(), max);
 }
 

@@ -5,7 +5,7 @@
  */
 import { constants as fsConstants, promises as fs, accessSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_MAX_OUTPUT_BYTES, exec, overflowOf, quote } from '../../util/run.js';
+import { DEFAULT_MAX_OUTPUT_BYTES, exec, overflowOf, outputExcerpt } from '../../util/run.js';
 import { messageOf } from '../../errors.js';
 import { isRecord } from './config.js';
 import { CniPluginError, type CniCommand } from './errors.js';
@@ -149,7 +149,7 @@ export function pluginFailure(type: string, command: CniCommand, output: PluginO
     plugin: type,
     command,
     cniMsg: `exited with status ${output.exitCode}`,
-    details: quote(output.stderr.trim() || output.stdout),
+    details: outputExcerpt(output.stderr.trim() || output.stdout),
   });
 }
 
@@ -167,11 +167,11 @@ function parseErrorJson(stdout: string): { cniCode?: number; cniMsg: string; det
   const details = value['details'];
   const error: { cniCode?: number; cniMsg: string; details?: string } = {
     // Quoted, not whole: a plugin's text becomes the gRPC status kubelet shows in events.
-    cniMsg: typeof msg === 'string' && msg !== '' ? quote(msg) : 'no message',
+    cniMsg: typeof msg === 'string' && msg !== '' ? outputExcerpt(msg) : 'no message',
   };
   if (typeof code === 'number') error.cniCode = code;
   if (details !== undefined && details !== null && details !== '') {
-    error.details = quote(typeof details === 'string' ? details : JSON.stringify(details));
+    error.details = outputExcerpt(typeof details === 'string' ? details : JSON.stringify(details));
   }
   return error;
 }
