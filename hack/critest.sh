@@ -84,6 +84,8 @@ listen = "$ENDPOINT"
 root = "$WORK/root"
 state = "$WORK/state"
 log_level = "info"
+# critest 1.26 writes its Localhost seccomp profiles to temporary directories under /tmp.
+seccomp_profile_root = "/tmp"
 
 [cni]
 conf_dir = "$WORK/cni"
