@@ -187,6 +187,6 @@ describe('clients that give up', () => {
   });
 
   it.skipIf(existsSync('/run/systemd/system'))('refuses to start with the systemd cgroup driver on a host without systemd', async () => {
-    await expect(startTestDaemon({ extraToml: 'cgroup_driver = "systemd"' })).rejects.toThrow(/cgroup_driver is .*systemd.*, but systemd is not running on this host/);
+    await expect(startTestDaemon({ systemdDriver: true })).rejects.toThrow(/cgroup_driver is .*systemd.*, but systemd is not running on this host/);
   });
 });

@@ -63,6 +63,8 @@ export interface DaemonOptions {
   defaultNetwork?: boolean;
   /** Extra TOML appended to the config. */
   extraToml?: string;
+  /** The systemd cgroup driver, with a slice of the run's own as the default parent. */
+  systemdDriver?: boolean;
 }
 
 export interface TestDirs {
@@ -258,7 +260,9 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
       `root = "${dirs.root}"`,
       `state = "${dirs.state}"`,
       `log_level = "debug"`,
-      `default_cgroup_parent = "/${cgroupParentOf(runId)}"`,
+      options.systemdDriver
+        ? `cgroup_driver = "systemd"\ndefault_cgroup_parent = "${cgroupParentOf(runId)}.slice"`
+        : `default_cgroup_parent = "/${cgroupParentOf(runId)}"`,
       // Top-level keys of the caller first, then any tables it adds, then ours.
       options.extraToml ?? '',
       `[cni]`,
