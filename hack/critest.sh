@@ -40,6 +40,7 @@ fi
 BRIDGE=tscrict0
 SUBNET=10.88.70.0/24
 NETWORK=tscri-critest
+CGROUP_PARENT=tscri-critest
 
 WORK=$(mktemp -d /tmp/tscri-critest.XXXXXX)
 SOCKET=$WORK/tscri.sock
@@ -59,6 +60,9 @@ cleanup() {
   node hack/lib/registry.mjs stop "$WORK/registry"
   ip link del "$BRIDGE" 2>/dev/null
   rm -rf "/var/lib/cni/networks/$NETWORK"
+  for cgroup in /sys/fs/cgroup/$CGROUP_PARENT /sys/fs/cgroup/*/$CGROUP_PARENT; do
+    [ -d "$cgroup" ] && find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
   # A mount left under WORK means a pod outlived its removal: never delete through it.
   if grep -q " $WORK/" /proc/self/mounts; then
     echo "critest: mounts remain under $WORK; left in place" >&2
@@ -84,6 +88,8 @@ listen = "$ENDPOINT"
 root = "$WORK/root"
 state = "$WORK/state"
 log_level = "info"
+# Its own cgroup parent, removed at the end like everything else the run made.
+default_cgroup_parent = "/$CGROUP_PARENT"
 # critest 1.26 writes its Localhost seccomp profiles to temporary directories under /tmp.
 seccomp_profile_root = "/tmp"
 

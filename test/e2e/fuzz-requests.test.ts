@@ -7,10 +7,12 @@
  * run's teardown check the host). Bounded: a fixed number of runs per RPC, seeded from the
  * environment (TSCRI_FUZZ_SEED) so a failure can be replayed.
  */
+import { promises as fs } from 'node:fs';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cgroupParentOf, podConfig, startTestDaemon, tempDir, type TestDaemon } from './harness.js';
+import { cgroupChildren, cgroupDirs } from './host.js';
 import { absentTestImage, testImage } from './images.js';
 
 const SEED = Number(process.env.TSCRI_FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -134,6 +136,13 @@ const CONTAINER_FIELDS: Array<[string, fc.Arbitrary<unknown>]> = [
   ['linux.security_context.readonly_rootfs', fc.boolean()],
 ];
 
+/** The cgroup parents the fuzzer named below the run's own, deepest first, once their pods are gone. */
+async function removeFuzzCgroups(): Promise<void> {
+  for (const dir of await cgroupDirs(`${RUN_CGROUP_PARENT.slice(1)}/fuzz`)) {
+    for (const cgroup of [...(await cgroupChildren(dir)), dir]) await fs.rmdir(cgroup).catch(() => undefined);
+  }
+}
+
 /** A few (field, value) replacements drawn from `fields`. */
 function mutations(fields: Array<[string, fc.Arbitrary<unknown>]>) {
   const one = fc.integer({ min: 0, max: fields.length - 1 }).chain((i) => fields[i]![1].map((value) => [fields[i]![0], value] as const));
@@ -213,6 +222,8 @@ describe(`fuzzing every request field (seed ${SEED}, ${RUNS} runs per RPC)`, () 
         if (result.reply) {
           await daemon.runtime('StopPodSandbox', { pod_sandbox_id: result.reply.pod_sandbox_id });
           await daemon.runtime('RemovePodSandbox', { pod_sandbox_id: result.reply.pod_sandbox_id });
+          // A cgroup parent is the kubelet's: here the fuzzer plays it and removes what it named.
+          await removeFuzzCgroups();
         }
         await expectHandled(result, `RunPodSandbox ${describeChanges(changes)}`);
       }),
