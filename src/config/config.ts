@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { expandSlice } from '../cgroups/paths.js';
 import { InvalidArgumentError, errnoCode, messageOf } from '../errors.js';
 
 /**
@@ -120,7 +121,9 @@ export function parseConfig(text: string, origin = 'config'): Config {
 function defaultCgroupParentOf(r: Reader, driver: CgroupDriver): string | undefined {
   if (driver === 'cgroupfs') return r.absolutePath('default_cgroup_parent');
   const slice = r.string('default_cgroup_parent') ?? 'tscri.slice';
-  if (!/^[A-Za-z0-9_.:@-]+\.slice$/.test(slice) || /(^|-)-|-\.slice$/.test(slice)) {
+  try {
+    expandSlice(slice);
+  } catch {
     throw r.invalid('default_cgroup_parent', `with cgroup_driver = "systemd" it must be a slice name such as tscri.slice, not ${JSON.stringify(slice)}`);
   }
   return slice;
