@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { expandSlice } from '../cgroups/paths.js';
@@ -21,6 +22,13 @@ export interface DefaultNetwork {
   name: string;
   bridge: string;
   subnet: string;
+}
+
+/** Where the daemon's own Prometheus endpoint listens (`[metrics] address`). */
+export interface MetricsAddress {
+  /** An IP address (IPv6 without brackets) or localhost. */
+  host: string;
+  port: number;
 }
 
 export interface Config {
@@ -62,6 +70,8 @@ export interface Config {
     /** How long an Exec/Attach/PortForward URL stays valid (its token is single-use anyway). */
     tokenTtlSeconds: number;
   };
+  /** The daemon's own Prometheus endpoint; absent: none is served. */
+  metrics?: MetricsAddress;
   /** The file this config was read from, if any. */
   source?: string;
 }
@@ -133,7 +143,7 @@ function compile(r: Reader): Config {
   const cfg = defaultConfig();
   r.allowOnly([
     'listen', 'root', 'state', 'sandbox_image', 'log_level', 'cgroup_driver',
-    'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cni', 'registry', 'streaming',
+    'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cni', 'registry', 'streaming', 'metrics',
   ]);
   const listen = r.string('listen');
   if (listen !== undefined) cfg.socketPath = socketPathOf(listen, r.origin);
@@ -188,7 +198,37 @@ function compile(r: Reader): Config {
       cfg.streaming.tokenTtlSeconds = ttl;
     }
   }
+
+  const metrics = r.table('metrics');
+  if (metrics) {
+    const address = metricsAddressOf(metrics);
+    if (address) cfg.metrics = address;
+  }
   return cfg;
+}
+
+/**
+ * `[metrics] address`, a `host:port` where host is an IP address (IPv6 in brackets) or
+ * localhost. No address, or "" (containerd's way of writing "off"), serves no endpoint. An
+ * empty host is refused rather than read as every interface: exposing the daemon's metrics
+ * beyond the node must be asked for by name (0.0.0.0).
+ */
+function metricsAddressOf(metrics: Reader): MetricsAddress | undefined {
+  metrics.allowOnly(['address']);
+  const address = metrics.string('address');
+  if (!address) return undefined;
+  const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
+  const shown = JSON.stringify(address.slice(0, 64));
+  if (!match) throw metrics.invalid('address', `${shown} is not host:port (e.g. "127.0.0.1:9101", "[::1]:9101")`);
+  const host = match[1] ?? match[2] ?? '';
+  const port = Number(match[3]);
+  if (host === '') throw metrics.invalid('address', `${shown} names no host: give the address to listen on (0.0.0.0 for every interface)`);
+  const ipVersion = isIP(host);
+  if (match[1] !== undefined ? ipVersion !== 6 : ipVersion !== 4 && host !== 'localhost') {
+    throw metrics.invalid('address', `${shown}: the host must be an IPv4 address, an IPv6 address in brackets, or localhost`);
+  }
+  if (port < 1 || port > 65535) throw metrics.invalid('address', `${shown}: the port must be between 1 and 65535`);
+  return { host, port };
 }
 
 function compileCni(cni: Reader, cfg: Config): void {

@@ -23,7 +23,7 @@ import { RecordStore, type SetAsideRecord } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { mountOverlay, unmountAll } from '../util/mount.js';
-import { nanosFromDate, nowNanos, pollUntil, stepTimer } from '../util/time.js';
+import { nanosFromDate, nowNanos, pollUntil, stepTimer, timeStep } from '../util/time.js';
 import { ParkedCreations } from '../util/parking.js';
 import { UndoStack } from '../util/undo.js';
 import {
@@ -199,7 +199,7 @@ export class ContainerService {
     const undo = new UndoStack();
     const record = this.newRecord(id, config, sandbox, image);
     const timings: Record<string, number> = {};
-    const step = stepTimer(timings);
+    const step = stepTimer(timings, 'CreateContainer');
     try {
       this.names.reserve(record.name, id);
       undo.push('release name', async () => this.names.release(record.name, id), { onlyIfClean: true });
@@ -390,7 +390,7 @@ export class ContainerService {
       const state = criStateOf(record);
       if (state !== 'CONTAINER_CREATED') throw new FailedPreconditionError(`container ${id} is ${stateWord(state)}, not created`);
       const startedAt = nowNanos();
-      await this.deps.runtime.start(id);
+      await timeStep('StartContainer', 'runtimeStart', () => this.deps.runtime.start(id));
       record.startedAt = startedAt;
       await this.store.save(record);
       log.info('container started');
@@ -465,8 +465,8 @@ export class ContainerService {
       const record = this.containers.find(id);
       if (!record) return;
       await this.stopLocked(record, log);
-      await this.deps.runtime.delete(id);
-      await unmountAll(this.rootfsOf(id));
+      await timeStep('RemoveContainer', 'runtimeDelete', () => this.deps.runtime.delete(id));
+      await timeStep('RemoveContainer', 'rootfs', () => unmountAll(this.rootfsOf(id)));
       for (const volume of record.imageVolumes ?? []) await unmountImage(volume.mountPoint);
       await this.forget(record, log);
       log.info('container removed');

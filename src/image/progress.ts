@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { observer } from '../observability/hooks.js';
 
 /** A snapshot of a running pull, for logs and for clients polling ImageStatus. */
 export interface PullProgressSnapshot {
@@ -42,11 +43,13 @@ export class PullProgress {
 
   received(bytes: number): void {
     this.bytesDone += bytes;
+    observer()?.pullBytes(bytes);
     this.onActivity();
   }
 
   layerDone(): void {
     this.layersDone += 1;
+    observer()?.pullLayerDone();
     this.onActivity();
   }
 
@@ -63,8 +66,11 @@ export class PullProgress {
     };
   }
 
+  /** The pull ended (pulled or failed): called once, which reports its duration. */
   finish(): PullProgressSnapshot {
     clearInterval(this.timer);
-    return this.snapshot();
+    const done = this.snapshot();
+    observer()?.pullFinished(done.elapsedMs / 1000);
+    return done;
   }
 }

@@ -20,7 +20,7 @@ import { RecordStore, type SetAsideRecord } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { mountTmpfs, unmountAll } from '../util/mount.js';
 import { allOrFirstError } from '../util/parallel.js';
-import { nowNanos, stepTimer } from '../util/time.js';
+import { nowNanos, stepTimer, timeStep } from '../util/time.js';
 import { ParkedCreations } from '../util/parking.js';
 import { UndoStack } from '../util/undo.js';
 import { sandboxFilesIn, writeSandboxFiles } from './files.js';
@@ -205,7 +205,7 @@ export class SandboxService {
     const record = this.newRecord(id, config, runtimeHandler);
     const undo = new UndoStack();
     const timings = record.timings;
-    const step = stepTimer(timings);
+    const step = stepTimer(timings, 'RunPodSandbox');
     try {
       this.names.reserve(record.name, id);
       undo.push('release name', async () => this.names.release(record.name, id), { onlyIfClean: true });
@@ -344,11 +344,11 @@ export class SandboxService {
     // CNI DEL needs the netns, not the pause process: the two halves run side by side.
     const { netnsPath, shmPath } = record;
     await allOrFirstError([
-      this.stopPause(sandbox, log).then(async () => {
-        if (shmPath) await unmountAll(shmPath);
+      timeStep('StopPodSandbox', 'pauseStop', () => this.stopPause(sandbox, log)).then(async () => {
+        if (shmPath) await timeStep('StopPodSandbox', 'shm', () => unmountAll(shmPath));
       }),
       this.tearDownNetwork(record).then(async () => {
-        if (netnsPath) await removeNetns(netnsPath);
+        if (netnsPath) await timeStep('StopPodSandbox', 'netns', () => removeNetns(netnsPath));
       }),
     ]);
     record.phase = 'stopped';
@@ -369,7 +369,7 @@ export class SandboxService {
       if (!sandbox) return; // removed by a call that held the lock before us
       await this.stopLocked(sandbox, log);
       await this.members.removeAllIn(id, log);
-      await this.deps.runtime.delete(id);
+      await timeStep('RemovePodSandbox', 'pauseDelete', () => this.deps.runtime.delete(id));
       await this.forget(sandbox.record);
       log.info('sandbox removed');
       this.emit(sandbox, 'CONTAINER_DELETED_EVENT');
@@ -392,7 +392,7 @@ export class SandboxService {
 
   private async tearDownNetwork(record: SandboxRecord): Promise<void> {
     if (!record.netnsPath) return;
-    await this.deps.network.tearDown(attachmentOf(record));
+    await timeStep('StopPodSandbox', 'cni', () => this.deps.network.tearDown(attachmentOf(record)));
   }
 
   /** Drop the record, its files, the state dir and the name: the sandbox no longer exists. */

@@ -1,7 +1,8 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { TscriError, UnavailableError, UnimplementedError, messageOf } from '../errors.js';
-import { elapsedMs } from '../util/time.js';
+import { observer } from '../observability/hooks.js';
+import { elapsedMs, secondsSince } from '../util/time.js';
 import { shorten } from '../util/text.js';
 import { toServiceError } from './status.js';
 
@@ -35,7 +36,7 @@ export function unary<Req, Res>(
     const started = process.hrtime.bigint();
     const log = options.log.child({ rpc: method, ...idsOf(call.request) });
     if (!options.isReady()) {
-      callback(toServiceError(new UnavailableError('tscri is starting: state recovery has not finished')));
+      answer(method, started, callback, toServiceError(new UnavailableError('tscri is starting: state recovery has not finished')));
       return;
     }
     const abort = new AbortController();
@@ -47,15 +48,31 @@ export function unary<Req, Res>(
       .then(
       (response) => {
         log[level]({ ms: elapsedMs(started), ...idsOf(response) }, 'done');
-        callback(null, response);
+        answer(method, started, callback, null, response);
       },
       (err: unknown) => {
         const expected = err instanceof TscriError && err.code !== 'Internal';
         log[expected ? 'info' : 'error']({ ms: elapsedMs(started), err: shorten(messageOf(err), 4096) }, 'failed');
-        callback(toServiceError(err));
+        answer(method, started, callback, toServiceError(err));
       },
     );
   };
+}
+
+/**
+ * Report the call's latency and code to the observer, then answer. Reported first, so a
+ * client that has its answer also finds it in the metrics.
+ */
+function answer<Res>(
+  method: string,
+  started: bigint,
+  callback: grpc.sendUnaryData<Res>,
+  error: Partial<grpc.ServiceError> | null,
+  response?: Res,
+): void {
+  observer()?.rpc(method, error?.code ?? grpc.status.OK, secondsSince(started));
+  if (error) callback(error);
+  else callback(null, response);
 }
 
 /** A handler for an RPC tscri does not serve: UNIMPLEMENTED at once. */
@@ -103,6 +120,7 @@ export function eventStream<Req, Event>(
       return;
     }
     log.info('subscribed');
+    observer()?.eventSubscribers(1);
     let dropped = 0;
     const unsubscribe = subscribe((event) => {
       // A subscriber that does not read must not make the daemon buffer without end: past
@@ -120,6 +138,7 @@ export function eventStream<Req, Event>(
       if (ended) return;
       ended = true;
       unsubscribe();
+      observer()?.eventSubscribers(-1);
       log.info('unsubscribed');
     };
     call.once('cancelled', end);

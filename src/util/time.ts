@@ -1,3 +1,4 @@
+import { observer } from '../observability/hooks.js';
 import { sleep } from './timer.js';
 /**
  * CRI timestamps are nanoseconds since the epoch in an int64. Date.now() only has millisecond
@@ -35,12 +36,31 @@ export async function pollUntil(condition: () => Promise<boolean>, timeoutMs: nu
   }
 }
 
-/** A runner that times each named step into `timings` (milliseconds), for per-operation logs. */
-export function stepTimer(timings: Record<string, number>) {
+/** Seconds elapsed since a process.hrtime.bigint() reading, unrounded (for histograms). */
+export function secondsSince(startNs: bigint): number {
+  return Number(process.hrtime.bigint() - startNs) / 1e9;
+}
+
+/**
+ * A runner that times each named step of `operation` into `timings` (milliseconds, for
+ * per-operation logs and verbose status) and reports it to the process's observer (the
+ * metrics endpoint's step histogram). A step that throws is neither recorded nor reported:
+ * the histograms describe how long work takes, and failures are the RPC's `code` to count.
+ */
+export function stepTimer(timings: Record<string, number>, operation: string) {
   return async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const started = process.hrtime.bigint();
     const result = await fn();
     timings[name] = elapsedMs(started);
+    observer()?.step(operation, name, secondsSince(started));
     return result;
   };
+}
+
+/** One step of `operation` timed for the observer only, where no `timings` are kept (teardown halves). */
+export async function timeStep<T>(operation: string, step: string, fn: () => Promise<T>): Promise<T> {
+  const started = process.hrtime.bigint();
+  const result = await fn();
+  observer()?.step(operation, step, secondsSince(started));
+  return result;
 }
