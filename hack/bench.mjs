@@ -401,7 +401,8 @@ const KINDS = {
         cgroupParent: ctx.cgroupParent,
       });
       await fs.writeFile(path.join(ctx.dir, 'config.toml'), config);
-      return [process.execPath, [path.join(repo, 'dist/cli/main.js'), 'daemon', '--config', path.join(ctx.dir, 'config.toml')]];
+      // Run as `tscri daemon` runs, through the script's shebang and the V8 flags it names.
+      return [path.join(repo, 'dist/cli/main.js'), ['daemon', '--config', path.join(ctx.dir, 'config.toml')]];
     },
     isMonitor: (p, ctx) => p.comm === 'conmon' && p.cmdline.includes(ctx.dir),
     layerPresent: (ctx, l) => exists(path.join(ctx.dir, 'root/images/layers', hex(l.diffId))),
@@ -680,7 +681,10 @@ async function memoryPhase({ ctx, rpc, daemon, result }) {
 async function readMemory(ctx, daemonPid) {
   const table = await processTable();
   const monitors = [...table.values()].filter((p) => KINDS[ctx.kind].isMonitor(p, ctx)).map((p) => p.pid);
-  const podPids = [...withDescendants(table, monitors)].filter((pid) => !monitors.includes(pid));
+  // A pod's processes are what its cgroup holds, wherever their parent is (tscri's pause
+  // containers have no monitor as a parent), with anything still below a monitor.
+  const inPods = await pidsInCgroup(ctx.cgroupParent);
+  const podPids = [...new Set([...inPods, ...withDescendants(table, monitors)])].filter((pid) => !monitors.includes(pid) && table.has(pid));
   const daemonPids = [...withDescendants(table, [daemonPid])].filter((pid) => !monitors.includes(pid) && !podPids.includes(pid));
   const names = (pids) => [...new Set(pids.map((pid) => table.get(pid)?.comm))].sort();
   const daemon = await memoryOfAll(daemonPids);

@@ -104,7 +104,7 @@ TOML
   done
 } > "$WORK/config.toml"
 
-node dist/cli/main.js daemon --config "$WORK/config.toml" > "$WORK/daemon.log" 2>&1 &
+dist/cli/main.js daemon --config "$WORK/config.toml" > "$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
 for _ in $(seq 100); do
   tscri version >/dev/null 2>&1 && break

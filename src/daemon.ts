@@ -11,6 +11,7 @@ import { ContainerService } from './container/service.js';
 import { StatsService } from './container/stats.js';
 import { RuntimeInfoService } from './info/service.js';
 import { MetricsService } from './metrics/service.js';
+import { disableIdleGc, enableIdleGc } from './util/idle-gc.js';
 import type { MetricsEndpoint } from './observability/endpoint.js';
 import { StreamingService } from './streaming/service.js';
 import { CniNetworkManager } from './network/cni/manager.js';
@@ -48,6 +49,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
 async function serve(config: Config, log: Logger, started: bigint, lock: DaemonLock): Promise<Daemon> {
   checkCgroupDriver(config);
+  enableIdleGc();
 
   const runc = new Runc(await requireExecutable(config.runtime.runc, 'runc'), path.join(config.state, 'runc'), config.cgroupDriver === 'systemd');
   const runtime = new ConmonRuntime({
@@ -110,8 +112,10 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   return {
     async close() {
       await server.close(5000);
+      disableIdleGc();
       await promEndpoint?.close();
       await streaming.close();
+      await containers.removalsFinished();
       network.close();
       runtime.close();
       await closeSandboxImage();

@@ -22,7 +22,7 @@ import { NameRegistry } from '../store/names.js';
 import { RecordStore, type SetAsideRecord } from '../store/records.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
-import { mountOverlay, unmountAll } from '../util/mount.js';
+import { mountOverlay, unmountAll, unmountBelow } from '../util/mount.js';
 import { nanosFromDate, nowNanos, pollUntil, stepTimer, timeStep } from '../util/time.js';
 import { ParkedCreations } from '../util/parking.js';
 import { UndoStack } from '../util/undo.js';
@@ -81,10 +81,14 @@ export class ContainerService {
   private readonly names = new NameRegistry('container');
   readonly containers = new IdIndex<ContainerRecord>('container');
   private readonly locks = new KeyedMutex();
+  /** Removals answered whose host-side cleanup still runs, by container id. */
+  private readonly finishing = new Map<string, { sandboxId: string; done: Promise<void> }>();
   private readonly parked = new ParkedCreations('CreateContainer', UNCLAIMED_TTL_MS, (id, log) => this.remove(id, log));
 
   constructor(private readonly deps: ContainerServiceDeps) {
-    this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION, containerRecordSchema, 'container');
+    this.store = new RecordStore(path.join(deps.config.root, 'containers'), 'container.json', CONTAINER_RECORD_VERSION, containerRecordSchema, 'container', (id, retired) =>
+      this.finishRemoval(id, retired),
+    );
     // Under the container's lock: an exit that comes while StartContainer is still recording
     // the start is recorded after it, so STARTED always goes out before STOPPED.
     deps.runtime.onExit((id, exit) => void this.locks.run(id, () => this.recordExit(id, exit)));
@@ -230,7 +234,7 @@ export class ContainerService {
       );
       record.pid = pid;
       record.phase = 'created';
-      await this.store.save(record);
+      await this.store.save(record, 'lifecycle');
       undo.commit();
       log.info({ name: config.metadata?.name, image: image.id, timings }, 'container created');
       this.emit(record, 'CONTAINER_CREATED_EVENT');
@@ -392,7 +396,7 @@ export class ContainerService {
       const startedAt = nowNanos();
       await timeStep('StartContainer', 'runtimeStart', () => this.deps.runtime.start(id));
       record.startedAt = startedAt;
-      await this.store.save(record);
+      await this.store.save(record, 'lifecycle');
       log.info('container started');
       this.emit(record, 'CONTAINER_STARTED_EVENT');
     });
@@ -434,7 +438,8 @@ export class ContainerService {
   /** SIGKILL and wait for the exit to be recorded: the end of every stop. Holds the lock. */
   private async stopLocked(record: ContainerRecord, log: Logger): Promise<void> {
     if (record.exit) return;
-    const signalled = await this.deps.runtime.kill(record.id, 'SIGKILL', true);
+    // In a PID namespace of its own, the kernel kills every process when init dies.
+    const signalled = await this.deps.runtime.kill(record.id, 'SIGKILL', !record.ownPidNamespace);
     if (signalled && (await this.waitForExit(record.id, KILL_WAIT_MS))) {
       log.info('container killed');
       return;
@@ -465,13 +470,40 @@ export class ContainerService {
       const record = this.containers.find(id);
       if (!record) return;
       await this.stopLocked(record, log);
-      await timeStep('RemoveContainer', 'runtimeDelete', () => this.deps.runtime.delete(id));
-      await timeStep('RemoveContainer', 'rootfs', () => unmountAll(this.rootfsOf(id)));
-      for (const volume of record.imageVolumes ?? []) await unmountImage(volume.mountPoint);
-      await this.forget(record, log);
+      // One rename takes the record, the rootfs and the writable layer out of the store: the
+      // container no longer exists, and deleting what it left on the host (runc state,
+      // bundle, mounts, files; tens of milliseconds) goes on after the answer. A restart
+      // finishes a removal a crash interrupted (the store's finishRemoval).
+      const retired = await this.store.retire(id);
+      this.containers.delete(id);
+      this.names.release(record.name, id);
       log.info('container removed');
       this.emit(record, 'CONTAINER_DELETED_EVENT');
+      this.finishInBackground(record, retired, log);
     });
+  }
+
+  private finishInBackground(record: ContainerRecord, retired: string | undefined, log: Logger): void {
+    const done = timeStep('RemoveContainer', 'cleanup', () => this.finishRemoval(record.id, retired))
+      .catch((err: unknown) => log.error({ err: messageOf(err) }, 'cannot finish removing the container; the next start of tscri will'))
+      .finally(() => this.finishing.delete(record.id));
+    this.finishing.set(record.id, { sandboxId: record.sandboxId, done });
+  }
+
+  /** Delete what a removed container left: its runc state and bundle, its mounts and its directory. */
+  private async finishRemoval(id: string, retired: string | undefined): Promise<void> {
+    await this.deps.runtime.delete(id);
+    if (retired) {
+      await unmountBelow(retired);
+      await fs.rm(retired, { recursive: true, force: true });
+    }
+    await this.deps.images.releaseLayers(id, this.deps.log.child({ containerId: id }));
+  }
+
+  /** Wait for the cleanups of removed containers (of one sandbox, or all) to finish. */
+  async removalsFinished(sandboxId?: string): Promise<void> {
+    const pending = [...this.finishing.values()].filter((f) => sandboxId === undefined || f.sandboxId === sandboxId);
+    await Promise.all(pending.map((f) => f.done));
   }
 
   private async forget(record: ContainerRecord, log: Logger): Promise<void> {
@@ -491,7 +523,7 @@ export class ContainerService {
       reason: reason ?? exitReason(exit.exitCode, exit.oomKilled),
       message: reason === 'Unknown' ? 'the container was gone when tscri looked for it' : '',
     };
-    await this.store.save(record).catch((err: unknown) => this.deps.log.error({ containerId: id, err: messageOf(err) }, 'cannot save exit'));
+    await this.store.save(record, 'lifecycle').catch((err: unknown) => this.deps.log.error({ containerId: id, err: messageOf(err) }, 'cannot save exit'));
     this.deps.log.info({ containerId: id, exitCode: exit.exitCode, reason: record.exit.reason }, 'container exited');
     this.emit(record, 'CONTAINER_STOPPED_EVENT');
   }
@@ -509,6 +541,8 @@ export class ContainerService {
   /** Remove every container of a sandbox (RemovePodSandbox). */
   async removeAllIn(sandboxId: string, log: Logger): Promise<void> {
     await Promise.all(this.inSandbox(sandboxId).map((c) => this.remove(c.id, log.child({ containerId: c.id }))));
+    // A removed pod leaves nothing of its containers behind when its removal returns.
+    await this.removalsFinished(sandboxId);
   }
 
   status(idOrPrefix: string, verbose: boolean): Promise<wire.ContainerStatusResponse> {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type * as cri from '../api/cri.js';
 import type { CgroupDriver } from '../config/config.js';
 import { InvalidArgumentError } from '../errors.js';
+import { MAX_PROGRAM_BYTES } from './validate.js';
 import type { ImageConfig } from '../image/registry/manifest.js';
 import type { PreparedDevices } from '../oci/devices.js';
 import { baseSpec, cgroupsPathFor, clampOomScoreAdj, DEFAULT_PATH_ENV, putMount, setNamespace, useHostNamespace } from '../oci/spec.js';
@@ -49,6 +50,10 @@ export function processArgs(config: cri.ContainerConfig, image: ImageConfig): st
   const args = config.args.length > 0 || config.command.length > 0 ? config.args : (imageConfig.Cmd ?? []);
   const all = [...command, ...args];
   if (all.length === 0) throw new InvalidArgumentError('no command specified: the container config and the image have none');
+  // Checked here, where the program is known (config or image), as validation checks the
+  // command's own first word; see MAX_PROGRAM_BYTES in validate.ts.
+  const programBytes = Buffer.byteLength(all[0]!);
+  if (programBytes > MAX_PROGRAM_BYTES) throw new InvalidArgumentError(`the program to run is ${programBytes} bytes, more than the ${MAX_PROGRAM_BYTES} the kernel takes for a path`);
   return all;
 }
 

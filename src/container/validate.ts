@@ -46,7 +46,8 @@ export function validateCreateContainer(request: cri.CreateContainerRequest): as
   checkText('config.metadata.name', config.metadata.name, { required: true, maxBytes: 253, singleLine: true });
   if (!config.image) throw invalid('config.image', 'is required');
   checkText('config.image.image', config.image.image, { required: true, maxBytes: 4096, singleLine: true });
-  checkArgv('config', [...config.command, ...config.args]);
+  // The program is command's first word, or the image's when command is empty.
+  checkArgv('config', [...config.command, ...config.args], MAX_ARGV_BYTES, config.command.length > 0);
   checkAbsolutePath('config.working_dir', config.working_dir);
   checkList('config.envs', config.envs, MAX_ENV_ENTRIES, checkEnv);
   checkList('config.mounts', config.mounts, MAX_MOUNTS, checkMount);
@@ -67,11 +68,24 @@ export function validateExecCommand(field: string, cmd: readonly string[], maxBy
   checkArgv(field, cmd, maxBytes);
 }
 
-function checkArgv(field: string, argv: readonly string[], maxBytes = MAX_ARGV_BYTES): void {
+/**
+ * The kernel's own limits on what execve takes: a program path of PATH_MAX and arguments of
+ * MAX_ARG_STRLEN (32 pages) each. Beyond them a container could never start, and runc's
+ * error, which quotes the program, would outgrow the pipe conmon reads it from only after
+ * runc exits: the create would hang instead of failing.
+ */
+export const MAX_PROGRAM_BYTES = 4096;
+const MAX_ARG_BYTES = 128 * 1024;
+
+function checkArgv(field: string, argv: readonly string[], maxBytes = MAX_ARGV_BYTES, programFirst = true): void {
   let bytes = 0;
   argv.forEach((arg, i) => {
     if (arg.includes('\0')) throw invalid(`${field} argument ${i}`, `${quote(arg)} contains a NUL byte`);
-    bytes += Buffer.byteLength(arg) + 1;
+    const length = Buffer.byteLength(arg);
+    const isProgram = i === 0 && programFirst;
+    const limit = isProgram ? MAX_PROGRAM_BYTES : MAX_ARG_BYTES;
+    if (length > limit) throw invalid(`${field} argument ${i}`, `is ${length} bytes, more than the ${limit} the kernel takes${isProgram ? ' for a program path' : ''}`);
+    bytes += length + 1;
   });
   if (bytes > maxBytes) throw invalid(field, `command line is ${bytes} bytes, more than ${maxBytes}`);
 }

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -9,9 +10,11 @@ import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
 import { Runc, type RuncState } from './runc.js';
 import { relayAttachSocket, type StreamIO } from './attach-socket.js';
 import { EXECS_DIR, SESSION_PROCESS_FILE, allSessionDirs, endExecSessions, sessionDirsOf } from './exec-sessions.js';
+import { ProcessWatcher, identityOf, isRunning, signalNumberOf, signalProcess, type ProcessIdentity } from './unmonitored.js';
 import type {
   ContainerExit,
   CreateRequest,
+  RunRequest,
   ExecOptions,
   ExecOutcome,
   ExecStreamOptions,
@@ -64,6 +67,14 @@ const EXEC_PIDFILE = 'exec.pid';
 /** Only the comm of a process is cheap to read: the kernel keeps its first 15 bytes. */
 const COMM_LENGTH = 15;
 const OOM_FILE = 'oom';
+/** In the bundle of a container started without a monitor: its process's identity, to watch it again after a restart. */
+const UNMONITORED_FILE = 'unmonitored.json';
+/** How often a wait for the end of a container without a monitor looks at /proc. */
+const UNMONITORED_WAIT_POLL_MS = 5;
+/** In every bundle: the container's init as first seen (see rememberIdentity). */
+const IDENTITY_FILE = 'identity.json';
+/** The exit status of a container without a monitor: nobody reaps it, so it is unknown. */
+const UNKNOWN_EXIT_CODE = 255;
 /** conmon's own stderr is a line or two (its errors before it daemonizes); more is dropped. */
 const MAX_STDERR_BYTES = 64 * 1024;
 /** A sync pipe carries a few short JSON lines; one that does not is not conmon talking. */
@@ -83,6 +94,12 @@ export class ConmonRuntime implements OciRuntime {
   private readonly liveSessions = new Set<string>();
   /** What the monitors of exec sessions are called in the process table: conmon and runc. */
   private readonly monitorNames: ReadonlySet<string>;
+  /** Each container's init process as first seen, kept in its bundle for later daemons. */
+  private readonly identities = new Map<string, ProcessIdentity>();
+  /** Containers started by run(), which no conmon watches. */
+  private readonly unmonitored = new ProcessWatcher((id) => void this.recordUnmonitoredExit(id));
+  /** The signal each container without a monitor was last sent, which gives its exit status. */
+  private readonly signalled = new Map<string, number>();
 
   constructor(private readonly options: ConmonRuntimeOptions) {
     this.createTimeoutMs = options.createTimeoutMs ?? 120_000;
@@ -98,9 +115,47 @@ export class ConmonRuntime implements OciRuntime {
       if (file && !file.startsWith('.')) void this.reportExit(file.toString());
     });
     this.watcher.on('error', (err) => this.options.logger.error({ err: messageOf(err) }, 'exit dir watch failed'));
+    await this.watchUnmonitoredAgain();
+  }
+
+  /**
+   * After a restart: watch again the containers started without a monitor that still run,
+   * and record the end of those that ended while no daemon watched.
+   */
+  private async watchUnmonitoredAgain(): Promise<void> {
+    const ids = await fs.readdir(this.options.bundleRoot);
+    await Promise.all(
+      ids.map(async (id) => {
+        const identity = await readJsonIfExists<ProcessIdentity>(path.join(this.bundleOf(id), UNMONITORED_FILE)).catch(() => undefined);
+        if (!isIdentity(identity)) return;
+        this.identities.set(id, identity);
+        if (await isRunning(identity)) this.unmonitored.watch(id, identity);
+        else if (!(await fileExists(path.join(this.options.exitDir, id)))) await this.recordUnmonitoredExit(id);
+      }),
+    );
+  }
+
+  /**
+   * Write the exit file a conmon would have written, so the end of a container without a
+   * monitor is seen as any other: through the exit directory. Its status is known only when
+   * this daemon's signal ended it (no one reaps it here).
+   */
+  private async recordUnmonitoredExit(id: string): Promise<void> {
+    const signal = this.signalled.get(id);
+    this.signalled.delete(id);
+    const exitCode = signal === undefined ? UNKNOWN_EXIT_CODE : 128 + signal;
+    const file = path.join(this.options.exitDir, id);
+    const temporary = path.join(this.options.exitDir, `.${id}.tmp`);
+    try {
+      await fs.writeFile(temporary, String(exitCode));
+      await fs.rename(temporary, file);
+    } catch (err) {
+      this.options.logger.error({ containerId: id, err: messageOf(err) }, 'cannot record the end of a container without a monitor');
+    }
   }
 
   close(): void {
+    this.unmonitored.stop();
     this.watcher?.close();
     this.watcher = undefined;
   }
@@ -175,6 +230,7 @@ export class ConmonRuntime implements OciRuntime {
         const reason = cleanRuncMessage(message.message ?? stderrText()).replace(/^runc create failed: /, '');
         throw runtimeFailure('runc create failed', reason);
       }
+      await this.rememberIdentity(request.id, message.data);
       return { pid: message.data };
     } catch (err) {
       await this.abandon(request, bundle, child);
@@ -186,12 +242,59 @@ export class ConmonRuntime implements OciRuntime {
     }
   }
 
+  async run(request: RunRequest): Promise<{ pid: number }> {
+    const bundle = this.bundleOf(request.id);
+    await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
+    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec, { durable: false });
+    const pidFile = path.join(bundle, CONTAINER_PIDFILE);
+    await this.options.runc.runDetached(request.id, bundle, pidFile, this.createTimeoutMs);
+    const pid = await readPid(pidFile);
+    const identity = pid === undefined ? undefined : await identityOf(pid);
+    if (!identity) throw new InternalError(`container ${request.id} ended as soon as runc started it`);
+    await writeJsonAtomic(path.join(bundle, UNMONITORED_FILE), identity, { durable: false });
+    this.identities.set(request.id, identity);
+    this.unmonitored.watch(request.id, identity);
+    return { pid: identity.pid };
+  }
+
   async start(id: string): Promise<void> {
     await this.options.runc.start(id);
   }
 
+  /**
+   * Note the init's identity (pid and start time) as soon as it exists, in memory and in the
+   * bundle, so that signals reach it without runc and never a process that reused its pid.
+   */
+  private async rememberIdentity(id: string, pid: number): Promise<void> {
+    const identity = await identityOf(pid);
+    if (!identity) return; // already gone: runc's kill will say so
+    this.identities.set(id, identity);
+    await writeJsonAtomic(path.join(this.bundleOf(id), IDENTITY_FILE), identity, { durable: false });
+  }
+
+  /** The identity noted at creation, read back from the bundle after a restart. */
+  private async identityOf(id: string): Promise<ProcessIdentity | undefined> {
+    const known = this.identities.get(id);
+    if (known) return known;
+    const read = await readJsonIfExists<ProcessIdentity>(path.join(this.bundleOf(id), IDENTITY_FILE)).catch(() => undefined);
+    if (!isIdentity(read)) return undefined;
+    this.identities.set(id, read);
+    return read;
+  }
+
   async kill(id: string, signal: string, all = false): Promise<boolean> {
-    return this.options.runc.kill(id, signal, all);
+    // Its only process, signalled directly: no runc to spawn.
+    // The init process alone, signalled directly, once it is known to be the container's:
+    // no runc to spawn. Every process, or an init not known, is runc's to find.
+    const signalNumber = signalNumberOf(signal);
+    const identity = all || signalNumber === undefined ? undefined : await this.identityOf(id);
+    if (!identity || signalNumber === undefined) return this.options.runc.kill(id, signal, all);
+    if (!(await signalProcess(identity, signalNumber))) return false;
+    if (this.unmonitored.identityOf(id)) {
+      this.signalled.set(id, signalNumber);
+      if (signalNumber === osConstants.signals.SIGKILL) void this.unmonitored.expectEnd(id);
+    }
+    return true;
   }
 
   async state(id: string): Promise<RuncState | undefined> {
@@ -374,6 +477,10 @@ export class ConmonRuntime implements OciRuntime {
 
   async delete(id: string): Promise<void> {
     const bundle = this.bundleOf(id);
+    // Unwatched first: the end the delete causes must not write an exit file again.
+    this.unmonitored.forget(id);
+    this.identities.delete(id);
+    this.signalled.delete(id);
     await this.options.runc.delete(id, true);
     // The delete killed every process of the container, exec'd ones too; their monitors end
     // moments later, and must be gone before the bundle with their session directories goes.
@@ -525,6 +632,12 @@ function parseSyncMessage(text: string): SyncMessage | undefined {
 }
 
 /** runc's errors arrive wrapped in its log format; keep the human part. */
+/** A process identity read back from a file the daemon wrote (the state dir may be tampered with). */
+function isIdentity(value: unknown): value is ProcessIdentity {
+  const { pid, startTime } = (value ?? {}) as Partial<ProcessIdentity>;
+  return Number.isInteger(pid) && pid! > 1 && typeof startTime === 'string' && /^\d+$/.test(startTime);
+}
+
 async function readPid(file: string): Promise<number | undefined> {
   try {
     const pid = Number.parseInt((await fs.readFile(file, 'utf8')).trim(), 10);

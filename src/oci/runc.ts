@@ -58,6 +58,20 @@ export class Runc {
     );
   }
 
+  /**
+   * `runc run --detach`: create and start in one runc process, for a container no monitor
+   * watches. Its stdio is /dev/null, which the container inherits, so runc's own errors go to
+   * a log file in the bundle, read back when it fails.
+   */
+  async runDetached(id: string, bundle: string, pidFile: string, timeoutMs: number): Promise<void> {
+    const logFile = path.join(bundle, RUN_LOG_FILE);
+    const args = [`--log=${logFile}`, '--log-format=json', ...this.globalArgs(), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, id];
+    const result = await exec(this.binary, args, { silent: true, timeoutMs });
+    if (result.exitCode === 0) return;
+    const logged = await errorsLoggedIn(logFile);
+    throw runtimeFailure('runc create failed', logged || describeFailure(result, { timeoutMs }));
+  }
+
   async start(id: string): Promise<void> {
     await run(this.binary, [...this.globalArgs(), 'start', id]);
   }
@@ -176,6 +190,24 @@ export class Runc {
     if (result.exitCode !== 0) return [];
     return (JSON.parse(result.stdout || '[]') as number[] | null) ?? [];
   }
+}
+
+/** runc's own log of a `runc run --detach` (which has no stderr to read). */
+const RUN_LOG_FILE = 'runc.log';
+
+/** The messages of the errors runc logged (JSON lines), in runc's text form for cleanRuncMessage. */
+async function errorsLoggedIn(logFile: string): Promise<string> {
+  const text = await fs.readFile(logFile, 'utf8').catch(() => '');
+  const messages: string[] = [];
+  for (const line of text.slice(-64 * 1024).split('\n')) {
+    try {
+      const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      if ((entry.level === 'error' || entry.level === 'fatal') && typeof entry.msg === 'string') messages.push(entry.msg);
+    } catch {
+      // a torn or foreign line
+    }
+  }
+  return messages.map((msg) => `msg=${JSON.stringify(msg)}`).join(' ');
 }
 
 /**

@@ -20,6 +20,9 @@ export interface CreateRequest {
   log: Logger;
 }
 
+/** A container started by `run`: its spec only. */
+export type RunRequest = Pick<CreateRequest, 'id' | 'spec'>;
+
 /** How a container ended, as its monitor recorded it. */
 export interface ContainerExit {
   exitCode: number;
@@ -76,6 +79,12 @@ export interface OciRuntime {
   /** Write the bundle and `runc create` under a monitor; resolves with the init pid. */
   create(request: CreateRequest): Promise<{ pid: number }>;
   start(id: string): Promise<void>;
+  /**
+   * Create and start a container no monitor needs to watch: no stdio, log or terminal, and
+   * no exit status anyone reads (the pause container). The runtime notices its end itself
+   * and reports it through onExit; resolves with its pid.
+   */
+  run(request: RunRequest): Promise<{ pid: number }>;
   /** Signal the container; false when there was nothing to signal (gone, or stopped). */
   kill(id: string, signal: string, all?: boolean): Promise<boolean>;
   /**

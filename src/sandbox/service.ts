@@ -235,13 +235,12 @@ export class SandboxService {
         netns.then(() => step('cni', async () => (record.network = await this.setUpNetwork(record, undo, log)))),
         // pause only sleeps: it may start before its network is attached.
         Promise.all([netns, files, shm]).then(async () => {
-          record.pausePid = await step('pauseCreate', () => this.createPause(record, image, undo, log));
-          await step('pauseStart', () => this.deps.runtime.start(id));
+          record.pausePid = await step('pauseRun', () => this.runPause(record, image, undo));
         }),
       ]);
 
       record.phase = 'ready';
-      await this.store.save(record);
+      await this.store.save(record, 'lifecycle');
       undo.commit();
       log.info({ ip: record.network?.ip, timings }, 'sandbox ready');
       const sandbox = this.sandboxes.get(id);
@@ -296,7 +295,8 @@ export class SandboxService {
     return networkOf(setUp);
   }
 
-  private async createPause(record: SandboxRecord, image: SandboxImage, undo: UndoStack, log: Logger): Promise<number> {
+  /** Create and start the pause container; it needs no monitor (see oci/unmonitored.ts). */
+  private async runPause(record: SandboxRecord, image: SandboxImage, undo: UndoStack): Promise<number> {
     const spec = pauseSpec({
       sandboxId: record.id,
       config: record.config,
@@ -309,12 +309,7 @@ export class SandboxService {
       ownOomScoreAdj: this.deps.ownOomScoreAdj,
     });
     undo.push('delete pause container', () => this.deps.runtime.delete(record.id));
-    const { pid } = await this.deps.runtime.create({
-      id: record.id,
-      spec,
-      io: { terminal: false, stdin: false, stdinOnce: false },
-      log,
-    });
+    const { pid } = await this.deps.runtime.run({ id: record.id, spec });
     return pid;
   }
 

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { TscriError, UnavailableError, UnimplementedError, messageOf } from '../errors.js';
 import { observer } from '../observability/hooks.js';
+import { noteActivity } from '../util/idle-gc.js';
 import { elapsedMs, secondsSince } from '../util/time.js';
 import { shorten } from '../util/text.js';
 import { toServiceError } from './status.js';
@@ -71,6 +72,7 @@ function answer<Res>(
   response?: Res,
 ): void {
   observer()?.rpc(method, error?.code ?? grpc.status.OK, secondsSince(started));
+  noteActivity();
   if (error) callback(error);
   else callback(null, response);
 }

@@ -1,9 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { errnoCode, messageOf } from '../errors.js';
 import { readJsonIfExists, removeDirAtomic, writeJsonAtomic } from './atomic.js';
 import { SchemaError, type Schema } from './schema.js';
+
+/** Names a directory being removed: `<id>.removing-<random>` (removeDirAtomic's form too). */
+const RETIRED_MARK = '.removing-';
 
 /** Every persisted record carries a schema version, so a later tscri can migrate old ones. */
 export interface VersionedRecord {
@@ -35,19 +39,46 @@ export class RecordStore<T extends VersionedRecord> {
     private readonly currentVersion: number,
     private readonly schema: Schema<T>,
     private readonly kind: string,
+    /**
+     * Finishes a removal a crash interrupted, given the object's id and its retired
+     * directory (see retire); by default the directory is deleted.
+     */
+    private readonly finishRemoval: (id: string, retiredDir: string) => Promise<void> = (_id, dir) => fs.rm(dir, { recursive: true, force: true }),
   ) {}
 
   dirOf(id: string): string {
     return path.join(this.dir, id);
   }
 
-  async save(record: T): Promise<void> {
+  /**
+   * Write the record (creating its directory). `lifecycle` marks a save of a state a power
+   * loss ends anyway (a container created, started or exited, a pod ready: after a reboot
+   * every container has ended and every pod is NOTREADY, whatever the record said), written
+   * without fsync; what the first, durable save of the record named is still named.
+   */
+  async save(record: T, kind: 'durable' | 'lifecycle' = 'durable'): Promise<void> {
     await fs.mkdir(this.dirOf(record.id), { recursive: true, mode: 0o700 });
-    await writeJsonAtomic(path.join(this.dirOf(record.id), this.fileName), record);
+    await writeJsonAtomic(path.join(this.dirOf(record.id), this.fileName), record, { durable: kind === 'durable' });
   }
 
   async remove(id: string): Promise<void> {
     await removeDirAtomic(this.dirOf(id));
+  }
+
+  /**
+   * Take the object's directory out of the store in one rename, leaving its contents to be
+   * deleted by the caller: from here on the record no longer exists, and a restart finishes
+   * the removal (finishRemoval). Returns the directory's new path; undefined if it had none.
+   */
+  async retire(id: string): Promise<string | undefined> {
+    const retired = `${this.dirOf(id)}${RETIRED_MARK}${randomBytes(4).toString('hex')}`;
+    try {
+      await fs.rename(this.dirOf(id), retired);
+      return retired;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -66,8 +97,10 @@ export class RecordStore<T extends VersionedRecord> {
     }
     const records: T[] = [];
     for (const entry of entries) {
-      if (entry.includes('.removing-')) {
-        await fs.rm(path.join(this.dir, entry), { recursive: true, force: true });
+      if (entry.includes(RETIRED_MARK)) {
+        await this.finishRemoval(entry.slice(0, entry.indexOf(RETIRED_MARK)), path.join(this.dir, entry)).catch((err: unknown) =>
+          log.error({ dir: entry, err: messageOf(err) }, `cannot finish removing a ${this.kind}; left for the next start`),
+        );
         continue;
       }
       const dir = path.join(this.dir, entry);

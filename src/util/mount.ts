@@ -10,6 +10,22 @@ export async function isMountPoint(target: string): Promise<boolean> {
   return mountinfo.split('\n').some((line) => line.split(' ')[4] === escaped);
 }
 
+/** Every mount point at or below `dir`, deepest first (per /proc/self/mountinfo). */
+export async function mountsBelow(dir: string): Promise<string[]> {
+  const mountinfo = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  const points = mountinfo
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((field): field is string => field !== undefined)
+    .map((field) => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8))));
+  return points.filter((point) => point === dir || point.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
+}
+
+/** Unmount everything mounted at or below `dir`, deepest first (lazily, as unmountAll). */
+export async function unmountBelow(dir: string): Promise<void> {
+  for (const point of await mountsBelow(dir)) await unmountAll(point);
+}
+
 /** Mount a tmpfs at `target` (created if missing) with the given options. */
 export async function mountTmpfs(target: string, options: string): Promise<void> {
   await fs.mkdir(target, { recursive: true });

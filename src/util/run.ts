@@ -38,6 +38,12 @@ const KILLED_EXIT_WAIT_MS = 2000;
 export interface ExecOptions {
   /** Written to the child's stdin, which is then closed. */
   input?: string;
+  /**
+   * The child's stdout and stderr go to /dev/null, for a child that hands its stdio on to a
+   * process meant to outlive it (`runc run --detach`): a pipe would stay open, held by that
+   * process, for as long as it lives.
+   */
+  silent?: boolean;
   /** The child's whole environment (default: the daemon's). */
   env?: NodeJS.ProcessEnv;
   /** Kill the child's process group after this long (default DEFAULT_TIMEOUT_MS). */
@@ -106,7 +112,7 @@ export function execRaw(file: string, args: readonly string[], options: ExecOpti
     const child = spawn(file, args, {
       env: options.env ?? process.env,
       cwd: options.cwd,
-      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', options.silent ? 'ignore' : 'pipe', options.silent ? 'ignore' : 'pipe'],
       // setsid(): the child leads a new process group (and session), never the daemon's.
       detached: true,
     });
@@ -123,8 +129,8 @@ export function execRaw(file: string, args: readonly string[], options: ExecOpti
 
 /** One child's bounds: its timeout, its output limit, and the end of its pipes after it exits. */
 class ChildWatch {
-  private readonly stdout: CappedOutput;
-  private readonly stderr: CappedOutput;
+  private readonly stdout: CappedOutput | undefined;
+  private readonly stderr: CappedOutput | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private timedOut = false;
   private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -137,8 +143,8 @@ class ChildWatch {
   ) {
     const limit = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
     const overflow = options.onOverflow === 'drop' ? undefined : () => this.killGroup();
-    this.stdout = new CappedOutput(child.stdout!, limit, overflow);
-    this.stderr = new CappedOutput(child.stderr!, limit, overflow);
+    this.stdout = child.stdout ? new CappedOutput(child.stdout, limit, overflow) : undefined;
+    this.stderr = child.stderr ? new CappedOutput(child.stderr, limit, overflow) : undefined;
     this.later(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, () => this.timeUp());
   }
 
@@ -153,15 +159,15 @@ class ChildWatch {
 
   finish(): void {
     if (!this.abandon()) return;
-    this.stdout.close();
-    this.stderr.close();
+    this.stdout?.close();
+    this.stderr?.close();
     this.resolve({
-      stdout: this.stdout.bytes(),
-      stderr: this.stderr.bytes(),
+      stdout: this.stdout?.bytes() ?? Buffer.alloc(0),
+      stderr: this.stderr?.bytes() ?? Buffer.alloc(0),
       exitCode: this.exit?.code ?? null,
       signal: this.exit?.signal ?? null,
       timedOut: this.timedOut,
-      truncated: { stdout: this.stdout.truncated, stderr: this.stderr.truncated },
+      truncated: { stdout: this.stdout?.truncated ?? false, stderr: this.stderr?.truncated ?? false },
     });
   }
 

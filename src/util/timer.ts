@@ -29,3 +29,8 @@ export function after(ms: number, fn: () => void): NodeJS.Timeout {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, clampDelay(ms)));
 }
+
+/** setInterval with the period clamped (at least 1 ms). */
+export function every(ms: number, fn: () => void): NodeJS.Timeout {
+  return setInterval(fn, Math.max(1, clampDelay(ms)));
+}

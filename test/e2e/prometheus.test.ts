@@ -109,7 +109,7 @@ describe("the daemon's Prometheus endpoint", () => {
 
     // The verbose timings are still kept beside the step histograms.
     const { info } = await runtime('PodSandboxStatus', { pod_sandbox_id: podId, verbose: true });
-    expect(Object.keys(JSON.parse(info.info!).timingsMs as object)).toEqual(expect.arrayContaining(['netns', 'cni', 'pauseCreate', 'pauseStart']));
+    expect(Object.keys(JSON.parse(info.info!).timingsMs as object)).toEqual(expect.arrayContaining(['netns', 'cni', 'pauseRun']));
     await runtime('ListContainers', {});
 
     await runtime('StopContainer', { container_id: containerId, timeout: 0 });
@@ -138,16 +138,14 @@ describe("the daemon's Prometheus endpoint", () => {
     for (const step of [
       'RunPodSandbox netns',
       'RunPodSandbox cni',
-      'RunPodSandbox pauseCreate',
-      'RunPodSandbox pauseStart',
+      'RunPodSandbox pauseRun',
       'CreateContainer rootfs',
       'CreateContainer runtimeCreate',
       'StartContainer runtimeStart',
       'StopPodSandbox pauseStop',
       'StopPodSandbox cni',
       'StopPodSandbox netns',
-      'RemoveContainer runtimeDelete',
-      'RemoveContainer rootfs',
+      'RemoveContainer cleanup',
       'RemovePodSandbox pauseDelete',
     ]) {
       expect(steps[step], step).toBe(1);

@@ -71,6 +71,10 @@ describe('CreateContainer validation', () => {
   it('refuses an empty or NUL-bearing exec command', () => {
     expect(() => validateExecCommand('cmd', [])).toThrow(/cmd must name a command/);
     expect(() => validateExecCommand('cmd', ['a\0'])).toThrow(/cmd argument 0 .* NUL/);
+    // The kernel's own limits: a program path of PATH_MAX, arguments of 128 KiB each.
+    expect(() => validateExecCommand('cmd', ['y'.repeat(4097)])).toThrow(/cmd argument 0 is 4097 bytes, more than the 4096 the kernel takes for a program path/);
+    expect(() => validateExecCommand('cmd', ['sh', 'y'.repeat(128 * 1024 + 1)])).toThrow(/cmd argument 1 is 131073 bytes/);
+    expect(() => validateExecCommand('cmd', ['sh', 'y'.repeat(128 * 1024)])).not.toThrow();
     expect(() => validateExecCommand('cmd', ['ls', '-l'])).not.toThrow();
   });
 });

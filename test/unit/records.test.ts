@@ -114,4 +114,25 @@ describe('loading records', () => {
     expect(await fs.readdir(path.join(root, 'sandboxes'))).toEqual([ID]);
     expect((await fs.readdir(path.join(root, 'quarantine'))).length).toBe(3);
   });
+
+  it('retires a record in one rename, and a later load finishes the removal through its hook', async () => {
+    await write(ID, sandbox());
+    await write(OTHER, sandbox({ id: OTHER, shmPath: `/run/tscri/sandboxes/${OTHER}/shm`, cgroupsPath: `/tscri/${OTHER}` }));
+    const finished: Array<[string, string]> = [];
+    const open = () =>
+      new RecordStore<SandboxRecord>(path.join(root, 'sandboxes'), 'sandbox.json', 1, sandboxRecordSchema, 'sandbox', async (id, dir) => {
+        finished.push([id, path.basename(dir)]);
+        await fs.rm(dir, { recursive: true });
+      });
+    const store = open();
+    const retired = (await store.retire(ID))!;
+    expect(path.basename(retired)).toMatch(new RegExp(`^${ID}\\.removing-[0-9a-f]{8}$`));
+    expect(await fs.readFile(path.join(retired, 'sandbox.json'), 'utf8')).toContain(ID);
+    expect(await store.retire(ID)).toBeUndefined();
+    // A crash now: the next daemon loads the other record only, and finishes this removal.
+    const records = await open().loadAll(log);
+    expect(records.map((r) => r.id)).toEqual([OTHER]);
+    expect(finished).toEqual([[ID, path.basename(retired)]]);
+    expect(await fs.readdir(path.join(root, 'sandboxes'))).toEqual([OTHER]);
+  });
 });
