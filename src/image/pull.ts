@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { InternalError } from '../errors.js';
+import { allOrFirstError } from '../util/parallel.js';
 import type { ImageReference } from './reference.js';
 import type { RegistrySession } from './registry/client.js';
 import { hostPlatform, parseImageConfig, parseManifest, selectPlatform, type ImageConfig, type Platform } from './registry/manifest.js';
@@ -47,7 +48,26 @@ export async function pullContent(ctx: PullContext): Promise<PulledImage> {
   const { ref, session, blobs } = ctx;
   const top = await session.manifest(ref.digest ?? ref.tag!);
   ctx.touch(top.digest);
-  await blobs.write(top.digest, top.bytes);
+  // Each verified blob is stored (an fsync) while the next piece is fetched. Every write has
+  // settled before the pull returns or fails, so no cleanup races one.
+  const stored: Array<Promise<void>> = [];
+  const store = (digest: string, bytes: Buffer): void => {
+    const write = blobs.write(digest, bytes);
+    write.catch(() => undefined); // reported below, once every write has settled
+    stored.push(write);
+  };
+  try {
+    store(top.digest, top.bytes);
+    const content = await pullRest(ctx, top, store);
+    await allOrFirstError(stored);
+    return content;
+  } finally {
+    await Promise.allSettled(stored);
+  }
+}
+
+async function pullRest(ctx: PullContext, top: { digest: string; bytes: Buffer; mediaType: string }, store: (digest: string, bytes: Buffer) => void): Promise<PulledImage> {
+  const { session } = ctx;
   const manifestDigests = [top.digest];
 
   let manifest = parseManifest(top.bytes, top.mediaType);
@@ -55,7 +75,7 @@ export async function pullContent(ctx: PullContext): Promise<PulledImage> {
     const chosen = selectPlatform(manifest.manifests, ctx.platform ?? hostPlatform());
     const child = await session.manifest(chosen.digest, chosen);
     ctx.touch(child.digest);
-    await blobs.write(child.digest, child.bytes);
+    store(child.digest, child.bytes);
     manifestDigests.push(child.digest);
     manifest = parseManifest(child.bytes, chosen.mediaType);
     if (manifest.kind !== 'image') throw new InternalError(`index ${top.digest} points at another index`);
@@ -69,7 +89,7 @@ export async function pullContent(ctx: PullContext): Promise<PulledImage> {
   }
   ctx.touch(manifest.config.digest);
   diffIds.forEach(ctx.touch);
-  await blobs.write(manifest.config.digest, configBytes);
+  store(manifest.config.digest, configBytes);
 
   const descriptors = manifest.layers;
   // One failed layer stops the others, and every layer has settled before the error goes up,
