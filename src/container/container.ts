@@ -64,6 +64,8 @@ export interface ContainerRecord {
   user?: { uid: number; gid: number; additionalGids: number[] };
   /** Images mounted as volumes, each recorded before it is mounted. */
   imageVolumes?: ImageVolume[];
+  /** How long each step of CreateContainer and StartContainer took, in ms (verbose status). */
+  timings?: Record<string, number>;
 }
 
 /** Every layer the container stands on: its image's and its image volumes'. */

@@ -62,6 +62,12 @@ const checkContainerRecord = object({
     ),
   ),
   user: optional(object({ uid: integer(0, 2 ** 32 - 1), gid: integer(0, 2 ** 32 - 1), additionalGids: array(integer(0, 2 ** 32 - 1), 65536) })),
+  timings: optional(
+    dictionary((v, f) => {
+      if (typeof v !== 'number') throw new Error(`${f}: expected a number`);
+      return v;
+    }),
+  ),
 });
 
 /** A container record as read back from disk, checked before recovery acts on any of it. */

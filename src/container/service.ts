@@ -203,6 +203,7 @@ export class ContainerService {
     const undo = new UndoStack();
     const record = this.newRecord(id, config, sandbox, image);
     const timings: Record<string, number> = {};
+    record.timings = timings;
     const step = stepTimer(timings, 'CreateContainer');
     try {
       this.names.reserve(record.name, id);
@@ -394,7 +395,7 @@ export class ContainerService {
       const state = criStateOf(record);
       if (state !== 'CONTAINER_CREATED') throw new FailedPreconditionError(`container ${id} is ${stateWord(state)}, not created`);
       const startedAt = nowNanos();
-      await timeStep('StartContainer', 'runtimeStart', () => this.deps.runtime.start(id));
+      await stepTimer((record.timings ??= {}), 'StartContainer')('runtimeStart', () => this.deps.runtime.start(id));
       record.startedAt = startedAt;
       await this.store.save(record, 'lifecycle');
       log.info('container started');
@@ -560,6 +561,7 @@ export class ContainerService {
           phase: record.phase,
           image: record.image,
           rootfs: this.rootfsOf(record.id),
+          timingsMs: record.timings ?? {},
           runtimeSpec: await this.deps.runtime.specOf(record.id),
         }),
       };

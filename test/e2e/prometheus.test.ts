@@ -110,6 +110,8 @@ describe("the daemon's Prometheus endpoint", () => {
     // The verbose timings are still kept beside the step histograms.
     const { info } = await runtime('PodSandboxStatus', { pod_sandbox_id: podId, verbose: true });
     expect(Object.keys(JSON.parse(info.info!).timingsMs as object)).toEqual(expect.arrayContaining(['netns', 'cni', 'pauseRun']));
+    const { info: containerInfo } = await runtime('ContainerStatus', { container_id: containerId, verbose: true });
+    expect(Object.keys(JSON.parse(containerInfo.info!).timingsMs as object)).toEqual(expect.arrayContaining(['record', 'rootfs', 'spec', 'runtimeCreate', 'runtimeStart']));
     await runtime('ListContainers', {});
 
     await runtime('StopContainer', { container_id: containerId, timeout: 0 });
