@@ -19,6 +19,8 @@
 //   --runtime R         tscri, containerd or both (both when containerd is installed)
 //   --only LIST         a subset of floor,pods,containers,pull,memory
 //   --steps             tscri only: RunPodSandbox's own step timings (verbose status, untimed)
+//   --cpu-profile FILE  tscri only: run the daemon under node --cpu-prof, save the profile to
+//                       FILE and print where its CPU went (self time by module and function)
 //   --json FILE         also write the result (schema tscri-bench/1) to FILE
 //   --render FILE       print the report of a saved result (with --markdown: as Markdown)
 //   --compare FILE...   p50s and memory of several saved results side by side, with spread
@@ -67,6 +69,7 @@ import {
   summarize,
   tscriConfig,
 } from './lib/bench.mjs';
+import { renderProfile, summarizeProfile } from './lib/cpu-profile.mjs';
 import {
   holdE2eLock,
   isDead,
@@ -127,6 +130,7 @@ const { values: opts, positionals } = parseArgs({
     runtime: { type: 'string' },
     only: { type: 'string' },
     steps: { type: 'boolean', default: false },
+    'cpu-profile': { type: 'string' },
     json: { type: 'string' },
     render: { type: 'string' },
     markdown: { type: 'boolean', default: false },
@@ -402,7 +406,12 @@ const KINDS = {
       });
       await fs.writeFile(path.join(ctx.dir, 'config.toml'), config);
       // Run as `tscri daemon` runs, through the script's shebang and the V8 flags it names.
-      return [path.join(repo, 'dist/cli/main.js'), ['daemon', '--config', path.join(ctx.dir, 'config.toml')]];
+      const main = path.join(repo, 'dist/cli/main.js');
+      const daemonArgs = ['daemon', '--config', path.join(ctx.dir, 'config.toml')];
+      if (!opts['cpu-profile']) return [main, daemonArgs];
+      // Profiled: node started here with the shebang's flags, and the profiler's.
+      const shebangFlags = readFileSync(main, 'utf8').split('\n', 1)[0].split(/\s+/).filter((w) => w.startsWith('--'));
+      return [process.execPath, [...shebangFlags, '--cpu-prof', `--cpu-prof-dir=${path.join(ctx.dir, 'cpu-profile')}`, main, ...daemonArgs]];
     },
     isMonitor: (p, ctx) => p.comm === 'conmon' && p.cmdline.includes(ctx.dir),
     layerPresent: (ctx, l) => exists(path.join(ctx.dir, 'root/images/layers', hex(l.diffId))),
@@ -486,6 +495,20 @@ async function benchRuntime(kind, shared) {
     await teardownRuntime(ctx, daemon, clients, result).catch((err) => log(`${kind}: cleanup: ${err.stack ?? err}`));
     cleaningUp = false;
   }
+}
+
+/** The profile the daemon wrote as it exited: saved to --cpu-profile and summarized. */
+async function keepProfile(ctx) {
+  const dir = path.join(ctx.dir, 'cpu-profile');
+  const [file] = (await fs.readdir(dir).catch(() => [])).filter((f) => f.endsWith('.cpuprofile'));
+  if (!file) {
+    const tail = (await fs.readFile(path.join(ctx.dir, 'daemon.log'), 'utf8').catch(() => '')).split('\n').slice(-5).join('\n');
+    throw new Error(`the daemon wrote no profile in ${dir}; its log ends:\n${tail}`);
+  }
+  await fs.copyFile(path.join(dir, file), opts['cpu-profile']);
+  const summary = summarizeProfile(JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')));
+  console.log(renderProfile(summary));
+  log(`cpu profile written to ${opts['cpu-profile']}`);
 }
 
 async function waitReady(ctx, daemon, rpc) {
@@ -724,6 +747,9 @@ async function teardownRuntime(ctx, daemon, clients, result) {
       await daemon.exited;
     }
   }
+
+  // Written as the daemon exited, into the directory removed below.
+  if (opts['cpu-profile'] && ctx.kind === 'tscri') await keepProfile(ctx).catch((err) => log(`cpu profile: ${err.message}`));
 
   // Processes: monitors naming this run's directory or socket, what they run, and anything in
   // the run's pod cgroups.
