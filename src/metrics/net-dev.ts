@@ -4,7 +4,7 @@
  * pid's netns, so no process is started to enter it.
  */
 import path from 'node:path';
-import { readText } from '../cgroups/files.js';
+import { readSmallFile } from '../cgroups/files.js';
 
 export interface InterfaceCounters {
   name: string;
@@ -21,8 +21,9 @@ export interface InterfaceCounters {
 /** Interfaces cAdvisor leaves out of container network stats: loopback never leaves the pod. */
 const IGNORED_INTERFACES = new Set(['lo']);
 
+/** The file is made in memory by the kernel: read synchronously, as cgroup files (cgroup-cri.ts). */
 export async function readPodInterfaces(pid: number, procRoot = '/proc'): Promise<InterfaceCounters[] | undefined> {
-  const text = await readText(path.join(procRoot, String(pid), 'net', 'dev'));
+  const text = readSmallFile(path.join(procRoot, String(pid), 'net', 'dev'));
   return text === undefined ? undefined : parseNetDev(text).filter((i) => !IGNORED_INTERFACES.has(i.name));
 }
 

@@ -1,7 +1,9 @@
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bridgeNetwork, podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
-import { allocatedIps, bridgePorts, exists, isAlive } from './host.js';
+import { allocatedIps, bridgePorts, exists, isAlive, mountsUnder } from './host.js';
+import { testImage } from './images.js';
 
 interface Info {
   pid: number;
@@ -81,6 +83,40 @@ describe('sandboxes across daemon restarts', () => {
     expect(await fs.readdir('/run/netns')).toEqual(netnsBefore);
     expect(await allocatedIps(d.plan.ipamDataDir, d.plan.networkName)).toEqual([]);
     expect(await bridgePorts(d.plan.bridge)).toEqual([]);
+  });
+});
+
+describe('container removals across a SIGKILL', () => {
+  let daemon: TestDaemon | undefined;
+
+  afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
+  });
+
+  it('finishes at the next start a removal whose cleanup the daemon died in', async () => {
+    daemon = await startTestDaemon();
+    const image = testImage('busybox');
+    await daemon.images('PullImage', { image: { image } });
+    const config = podConfig('remover');
+    const { pod_sandbox_id: pod } = await daemon.runtime('RunPodSandbox', { config });
+    const { container_id: id } = await daemon.runtime('CreateContainer', {
+      pod_sandbox_id: pod,
+      config: { metadata: { name: 'gone', attempt: 0 }, image: { image }, command: ['sleep', '3600'], linux: {} },
+      sandbox_config: config,
+    });
+    await daemon.runtime('StartContainer', { container_id: id });
+    const containersDir = path.join(daemon.dirs.root, 'containers');
+    // Answered before its cleanup (runc delete, unmount, files) is done; the daemon dies in it.
+    await daemon.runtime('RemoveContainer', { container_id: id });
+    await daemon.kill9();
+
+    await daemon.start();
+    expect((await daemon.runtime('ListContainers', {})).containers).toEqual([]);
+    expect((await fs.readdir(containersDir)).filter((entry) => entry.startsWith(id))).toEqual([]);
+    expect((await mountsUnder(daemon.dirs.base)).filter((m) => m.includes(id))).toEqual([]);
+    expect(await exists(path.join(daemon.dirs.state, 'runc', id))).toBe(false);
+    expect(await exists(path.join(daemon.dirs.state, 'bundles', id))).toBe(false);
   });
 });
 
