@@ -18,7 +18,8 @@
 //   --memory-pods M     pause-only pods running while memory is read (20)
 //   --runtime R         tscri, containerd or both (both when containerd is installed)
 //   --only LIST         a subset of floor,pods,containers,pull,memory
-//   --steps             tscri only: RunPodSandbox's own step timings (verbose status, untimed)
+//   --steps             tscri only: the steps of RunPodSandbox, CreateContainer and
+//                       StartContainer (their verbose status, read untimed)
 //   --cpu-profile FILE  tscri only: run the daemon under node --cpu-prof, save the profile to
 //                       FILE and print where its CPU went (self time by module and function)
 //   --json FILE         also write the result (schema tscri-bench/1) to FILE
@@ -603,6 +604,7 @@ async function podPhase({ ctx, rpc, result }) {
 
 async function containerPhase({ ctx, rpc, shared, result }) {
   const series = { CreateContainer: [], StartContainer: [], StopContainer: [], RemoveContainer: [], ContainerLifecycle: [] };
+  const steps = {};
   const lifecycle = async (name, record) => {
     const podConfigured = await newPod(ctx, name);
     const { pod_sandbox_id: pod } = await rpc('RunPodSandbox', { config: podConfigured });
@@ -618,6 +620,11 @@ async function containerPhase({ ctx, rpc, shared, result }) {
     const t1 = performance.now();
     await rpc('StartContainer', { container_id: id });
     const t2 = performance.now();
+    if (record && opts.steps && ctx.kind === 'tscri') {
+      const { info } = await rpc('ContainerStatus', { container_id: id, verbose: true });
+      for (const [step, ms] of Object.entries(JSON.parse(info.info).timingsMs ?? {})) (steps[step] ??= []).push(ms);
+    }
+    const t2b = performance.now();
     await rpc('StopContainer', { container_id: id, timeout: STOP_TIMEOUT_SECONDS });
     const t3 = performance.now();
     await rpc('RemoveContainer', { container_id: id });
@@ -627,9 +634,9 @@ async function containerPhase({ ctx, rpc, shared, result }) {
     if (!record) return;
     series.CreateContainer.push(t1 - t0);
     series.StartContainer.push(t2 - t1);
-    series.StopContainer.push(t3 - t2);
+    series.StopContainer.push(t3 - t2b);
     series.RemoveContainer.push(t4 - t3);
-    series.ContainerLifecycle.push(t4 - t0);
+    series.ContainerLifecycle.push(t4 - t0 - (t2b - t2));
   };
   log(`${ctx.kind}: ${params.pods} container lifecycles, ${params.parallel} in parallel`);
   await pool(WARMUP, params.parallel, (i) => lifecycle(`warm-ctr-${i}`, false));
@@ -637,6 +644,7 @@ async function containerPhase({ ctx, rpc, shared, result }) {
   await pool(params.pods, params.parallel, (i) => lifecycle(`ctr-${i}`, true));
   result.phases.containersWallMs = Math.round(performance.now() - t0);
   for (const [name, samples] of Object.entries(series)) result.operations[name] = summarize(samples);
+  if (Object.keys(steps).length) result.containerSteps = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, summarize(v)]));
 }
 
 async function pullPhase({ ctx, irpc, shared, result }) {

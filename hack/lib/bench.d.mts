@@ -28,6 +28,7 @@ export interface RuntimeResult {
   phases?: Record<string, number>;
   memory?: { podCount: number; daemon: MemoryGroup; monitors: MemoryGroup; pods: MemoryGroup; perPod: MemoryGroup; total: MemoryGroup };
   runPodSandboxSteps?: Record<string, Summary>;
+  containerSteps?: Record<string, Summary>;
   leftovers?: string[];
 }
 

@@ -421,9 +421,13 @@ export function renderText(result) {
     }
   }
 
-  const steps = result.runtimes?.tscri?.runPodSandboxSteps;
-  if (steps && Object.keys(steps).length) {
-    out.push('', `${padEnd("tscri RunPodSandbox's steps, ms", opWidth + 12)} │ ${pad('p50', 6)} ${pad('p90', 6)}`);
+  const stepTables = [
+    ["tscri RunPodSandbox's steps, ms", result.runtimes?.tscri?.runPodSandboxSteps],
+    ["tscri CreateContainer and StartContainer's steps, ms", result.runtimes?.tscri?.containerSteps],
+  ];
+  for (const [title, steps] of stepTables) {
+    if (!steps || Object.keys(steps).length === 0) continue;
+    out.push('', `${padEnd(title, opWidth + 12)} │ ${pad('p50', 6)} ${pad('p90', 6)}`);
     for (const [name, s] of Object.entries(steps)) out.push(`${padEnd(`  ${name}`, opWidth + 12)} │ ${pad(formatMs(s.p50), 6)} ${pad(formatMs(s.p90), 6)}`);
   }
 
