@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
-import { FailedPreconditionError, InvalidArgumentError, InternalError, NotFoundError, DeadlineExceededError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, InternalError, DeadlineExceededError, messageOf } from '../errors.js';
 import type { ImageService } from '../image/service.js';
 import type { ImageRecord } from '../image/store/images.js';
 import { containerCapabilities } from '../oci/capabilities.js';
@@ -652,13 +652,7 @@ export class ContainerService {
     validateExecCommand('cmd', cmd);
     const record = this.get(idOrPrefix);
     if (criStateOf(record) !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${record.id} is not running`);
-    const spec = await this.deps.runtime.specOf(record.id);
-    if (!spec) throw new NotFoundError(`container ${record.id} has no bundle`);
-    const outcome = await this.deps.runtime.exec(
-      record.id,
-      { ...spec.process, args: cmd, terminal: false },
-      { maxOutputBytes: EXEC_OUTPUT_LIMIT, ...(timeoutMs > 0 ? { timeoutMs } : {}) },
-    );
+    const outcome = await this.deps.runtime.exec(record.id, cmd, { maxOutputBytes: EXEC_OUTPUT_LIMIT, ...(timeoutMs > 0 ? { timeoutMs } : {}) });
     if (outcome.timedOut) throw new DeadlineExceededError(`command ${quote(cmd.join(' '))} timed out after ${timeoutMs / 1000}s`);
     const [stdout, stderr] = fitOutput(outcome.stdout, outcome.stderr, EXEC_REPLY_BUDGET);
     return { stdout, stderr, exit_code: outcome.exitCode };

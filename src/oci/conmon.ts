@@ -7,7 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { InternalError, NotFoundError, TscriError, errnoCode, messageOf } from '../errors.js';
 import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
-import { Runc, type RuncState } from './runc.js';
+import { Runc } from './runc.js';
 import { relayAttachSocket, type StreamIO } from './attach-socket.js';
 import { EXECS_DIR, SESSION_PROCESS_FILE, allSessionDirs, endExecSessions, sessionDirsOf } from './exec-sessions.js';
 import { ProcessWatcher, identityOf, isRunning, signalNumberOf, signalProcess, type ProcessIdentity } from './unmonitored.js';
@@ -15,6 +15,7 @@ import type {
   ContainerExit,
   CreateRequest,
   RunRequest,
+  RuntimeState,
   ExecOptions,
   ExecOutcome,
   ExecStreamOptions,
@@ -164,7 +165,7 @@ export class ConmonRuntime implements OciRuntime {
     this.exits.on('exit', listener);
   }
 
-  bundleOf(id: string): string {
+  private bundleOf(id: string): string {
     return path.join(this.options.bundleRoot, id);
   }
 
@@ -297,16 +298,17 @@ export class ConmonRuntime implements OciRuntime {
     return true;
   }
 
-  async state(id: string): Promise<RuncState | undefined> {
-    return this.options.runc.state(id);
+  async state(id: string): Promise<RuntimeState | undefined> {
+    const state = await this.options.runc.state(id);
+    return state && { status: state.status, pid: state.pid };
   }
 
   async update(id: string, resources: OciResources): Promise<void> {
     await this.options.runc.update(id, resources);
   }
 
-  async exec(id: string, process: OciProcess, options: ExecOptions = {}): Promise<ExecOutcome> {
-    const session = await this.openSession(id, process);
+  async exec(id: string, command: string[], options: ExecOptions = {}): Promise<ExecOutcome> {
+    const session = await this.openSession(id, await this.execProcess(id, command, false));
     try {
       return await this.options.runc.exec(id, session.processFile, path.join(session.dir, EXEC_PIDFILE), options);
     } finally {
@@ -315,12 +317,23 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   /**
+   * The process an exec runs: the container's own (user, environment, working directory,
+   * capabilities, limits, security labels) with the command's arguments and terminal. Built
+   * here only, for ExecSync and streaming Exec alike.
+   */
+  private async execProcess(id: string, command: string[], terminal: boolean): Promise<OciProcess> {
+    const spec = await this.specOf(id);
+    if (!spec) throw new NotFoundError(`container ${id} has no bundle`);
+    return { ...spec.process, args: command, terminal };
+  }
+
+  /**
    * A streaming exec. Without a terminal, runc runs it with the client's streams as its pipes.
    * With one, a pty is needed, which runc only hands over as a file descriptor on a console
    * socket; conmon receives it and relays the terminal over an attach socket instead.
    */
-  async execStream(id: string, process: OciProcess, options: ExecStreamOptions): Promise<number> {
-    const session = await this.openSession(id, { ...process, terminal: options.tty });
+  async execStream(id: string, command: string[], options: ExecStreamOptions): Promise<number> {
+    const session = await this.openSession(id, await this.execProcess(id, command, options.tty));
     // A client that goes away takes its session with it: nobody is left to give the process
     // input or read its output, so it is killed, as containerd's CRI plugin kills an exec
     // whose stream is gone. Its monitor then returns, and the session ends as usual.

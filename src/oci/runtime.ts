@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
-import type { RuncState } from './runc.js';
 import type { StreamIO } from './attach-socket.js';
-import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
+import type { OciResources, OciSpec } from './spec-types.js';
 
 /** How a container's stdio is wired by its monitor. */
 export interface ContainerIO {
@@ -22,6 +21,13 @@ export interface CreateRequest {
 
 /** A container started by `run`: its spec only. */
 export type RunRequest = Pick<CreateRequest, 'id' | 'spec'>;
+
+/** A container as the OCI runtime sees it (the runtime spec's state), in tscri's terms. */
+export interface RuntimeState {
+  status: 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+  /** Its init's pid (0 once stopped). */
+  pid: number;
+}
 
 /** How a container ended, as its monitor recorded it. */
 export interface ContainerExit {
@@ -97,20 +103,19 @@ export interface OciRuntime {
    * delete, so the removal that follows is cheap; the bundle and exit record stay.
    */
   release(id: string): Promise<void>;
-  state(id: string): Promise<RuncState | undefined>;
+  /** What the OCI runtime knows of the container; undefined when it has no such container. */
+  state(id: string): Promise<RuntimeState | undefined>;
   /** The spec the container was created with, if its bundle still exists. */
   specOf(id: string): Promise<OciSpec | undefined>;
-  /** Directory of the container's bundle (attach socket, ctl fifo, …). */
-  bundleOf(id: string): string;
   /** The recorded exit of a container, if it has exited. */
   exitOf(id: string): Promise<ContainerExit | undefined>;
   /** Resolve with the exit once recorded, or undefined after `timeoutMs`. */
   waitExit(id: string, timeoutMs: number): Promise<ContainerExit | undefined>;
   update(id: string, resources: OciResources): Promise<void>;
   /** Run a process in the container to completion, stdout and stderr apart. */
-  exec(id: string, process: OciProcess, options?: ExecOptions): Promise<ExecOutcome>;
+  exec(id: string, command: string[], options?: ExecOptions): Promise<ExecOutcome>;
   /** Run a process in the container wired to a client's streams; resolves with its exit code. */
-  execStream(id: string, process: OciProcess, options: ExecStreamOptions): Promise<number>;
+  execStream(id: string, command: string[], options: ExecStreamOptions): Promise<number>;
   /**
    * End every exec session (streaming or ExecSync) that an earlier daemon served: kill its
    * processes and its monitor and remove its files. Called while the daemon recovers; never

@@ -4,7 +4,7 @@ import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import { criStateOf } from '../container/container.js';
 import type { ContainerService } from '../container/service.js';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { dialInPod } from '../network/dial.js';
 import type { OciRuntime } from '../oci/runtime.js';
 import { criStateOf as sandboxStateOf } from '../sandbox/sandbox.js';
@@ -78,14 +78,13 @@ export class StreamingService implements StreamingBackend {
   }
 
   async exec(request: Extract<StreamRequest, { kind: 'exec' }>, session: RemoteCommandSession): Promise<void> {
-    const spec = await this.deps.runtime.specOf(request.containerId);
-    if (!spec) throw new NotFoundError(`container ${request.containerId} has no bundle`);
     // When the client goes away, the process goes too (see ExecStreamOptions.clientGone).
-    const exitCode = await this.deps.runtime.execStream(
-      request.containerId,
-      { ...spec.process, args: request.cmd, terminal: request.tty },
-      { tty: request.tty, io: session.io, resizes: session.resizes, clientGone: session.clientGone },
-    );
+    const exitCode = await this.deps.runtime.execStream(request.containerId, request.cmd, {
+      tty: request.tty,
+      io: session.io,
+      resizes: session.resizes,
+      clientGone: session.clientGone,
+    });
     await session.finish({ exitCode });
   }
 
