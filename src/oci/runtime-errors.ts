@@ -51,6 +51,11 @@ const REQUEST_CAUSES: Cause[] = [
     explain: (m) => `cannot mount ${quote(m[1])} at ${quote(m[2])}: ${m[3]}`,
   },
   {
+    // resources.unified holds cgroup v2 files; runc refuses them on a v1 (or hybrid) host.
+    pattern: /cannot use unified on cgroup v1/,
+    explain: () => 'resources.unified names cgroup v2 settings, and this node runs cgroup v1',
+  },
+  {
     // cgroup v1 refuses a memory limit below what the container already uses.
     pattern: /(memory\.(memsw\.)?limit_in_bytes|memory\.max)[^:]*: device or resource busy/,
     explain: () => "the memory limit is below the container's current usage",

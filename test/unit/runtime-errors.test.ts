@@ -20,6 +20,8 @@ describe('runc failures as errors a client can act on', () => {
     ['error during container init: mkdir /etc/passwd: not a directory', /"\/etc\/passwd" cannot be made a directory in the container: not a directory/],
     ['error during container init: error mounting "/dev/null" to rootfs at "/etc": mount /dev/null:/etc (via /proc/self/fd/6), flags: 0x5000: not a directory', /cannot mount "\/dev\/null" at "\/etc"/],
     ['unable to set memory limit to 1000 (current usage: 5000, peak usage: 6000): write /sys/fs/cgroup/memory/x/memory.limit_in_bytes: device or resource busy', /memory limit is below the container's current usage/],
+    // The fuzzer's find: unified settings in an UpdateContainerResources on this v1 host.
+    ['Setting back cgroup configs failed due to error: invalid configuration: cannot use unified on cgroup v1, your state.json and actual configs might be inconsistent.: invalid configuration: cannot use unified on cgroup v1', /resources\.unified names cgroup v2 settings, and this node runs cgroup v1/],
   ])('answers InvalidArgument for what the request caused: %s', (raw, message) => {
     const error = runtimeFailure('runc create failed', `unable to start container process: ${raw}`);
     expect(error.code).toBe('InvalidArgument');
