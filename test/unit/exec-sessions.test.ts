@@ -133,6 +133,8 @@ describe('ConmonRuntime exec sessions', () => {
   beforeAll(async () => {
     bundleRoot = path.join(dir, 'bundles');
     await fs.mkdir(path.join(bundleRoot, id), { recursive: true });
+    // An exec runs the container's own process with the command's arguments.
+    await fs.writeFile(path.join(bundleRoot, id, 'config.json'), JSON.stringify({ process: { args: ['sleep'], cwd: '/' } }));
     // The stand-in plays runc: runc exec of a live ExecSync, and the monitor of a leftover session.
     runtime = new ConmonRuntime({ conmon: '/usr/bin/conmon', runc: new Runc(monitor, path.join(dir, 'runc-root')), bundleRoot, exitDir: path.join(dir, 'exits'), logger: pino({ level: 'silent' }) });
     await runtime.open();
@@ -150,7 +152,7 @@ describe('ConmonRuntime exec sessions', () => {
     // A live ExecSync whose "runc" runs for a second (HOLD=1 in the daemon's environment).
     process.env.HOLD = '1';
     process.env.PIDS = path.join(dir, 'live.pids');
-    const live = runtime.exec(id, { args: ['true'], cwd: '/' } as never, { timeoutMs: 10_000 });
+    const live = runtime.exec(id, ['true'], { timeoutMs: 10_000 });
     const liveSession = await waitForPids(path.join(dir, 'live.pids'), 3);
     members.push(...liveSession);
     const [liveDir] = await fs.readdir(path.join(bundleRoot, id, 'execs')).then((names) => names.filter((n) => n !== 'dead0001'));
