@@ -60,7 +60,16 @@ export function checkAbsolutePath(field: string, value: unknown, rules: { requir
   if (text === '') return text;
   if (!path.isAbsolute(text)) throw invalid(field, `${quote(text)} must be an absolute path`);
   if (text.split('/').includes('..')) throw invalid(field, `${quote(text)} must not contain ".."`);
+  checkNameLengths(field, text);
   return text;
+}
+
+/** The kernel's NAME_MAX: no file name, so no path component, is longer. */
+const MAX_NAME_BYTES = 255;
+
+function checkNameLengths(field: string, text: string): void {
+  const long = text.split('/').find((name) => Buffer.byteLength(name) > MAX_NAME_BYTES);
+  if (long !== undefined) throw invalid(field, `has a component of ${Buffer.byteLength(long)} bytes, more than the ${MAX_NAME_BYTES} a file name can have`);
 }
 
 /** A relative path that stays below the directory it is joined to. */
@@ -69,6 +78,7 @@ export function checkRelativePath(field: string, value: unknown, rules: { requir
   if (text === '') return text;
   if (path.isAbsolute(text)) throw invalid(field, `${quote(text)} must be a relative path`);
   if (text.split('/').includes('..')) throw invalid(field, `${quote(text)} must not contain ".."`);
+  checkNameLengths(field, text);
   return text;
 }
 

@@ -55,6 +55,8 @@ describe('CreateContainer validation', () => {
     ['bad device permissions', request({ devices: [{ container_path: '/dev/x', host_path: '/dev/null', permissions: 'rwx' }] }), /config\.devices\[0\]\.permissions "rwx" is not a combination of r, w and m/],
     ['a log path leaving the log directory', request({ log_path: '../../etc/cron.d/x' }), /config\.log_path .* must not contain "\.\."/],
     ['an absolute log path', request({ log_path: '/etc/passwd' }), /config\.log_path "\/etc\/passwd" must be a relative path/],
+    // The fuzzer's find: a name longer than a file name can be (ENAMETOOLONG, once INTERNAL).
+    ['a log path with a 300-byte name', request({ log_path: `c/${'x'.repeat(300)}` }), /config\.log_path has a component of 300 bytes, more than the 255 a file name can have/],
     ['an unknown stop signal', request({ stop_signal: 999 as never }), /config\.stop_signal "999" is not one of/],
     ['an unknown capability', request({}, { security_context: security({ capabilities: { add_capabilities: ['CAP_FLY'], drop_capabilities: [], add_ambient_capabilities: [] } }) }), /capabilities\.add_capabilities\[0\] "CAP_FLY" is not a Linux capability/],
     ['TARGET without a target', request({}, { security_context: security({ namespace_options: { network: 'POD', pid: 'TARGET', ipc: 'POD', target_id: '', userns_options: null } }) }), /namespace_options\.target_id is required when pid is TARGET/],
