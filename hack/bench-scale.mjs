@@ -39,19 +39,19 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, promises as fs, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cniConflist, formatMB, formatMs, summarize, tscriConfig } from './lib/bench.mjs';
 import {
   holdE2eLock,
+  hostInfo,
   killAll,
   linkExists,
   mountsUnder,
   netnsNames,
   pidsInCgroup,
+  pool,
   processTable,
   removeCgroup,
   rssOf,
@@ -63,7 +63,7 @@ import {
 } from './lib/bench-host.mjs';
 import WebSocket from 'ws';
 import { push } from './lib/images.mjs';
-import { startRegistry } from './lib/registry.mjs';
+import { freePort, startRegistry } from './lib/registry.mjs';
 import { buildTestImages } from './test-images.mjs';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -192,7 +192,7 @@ async function main() {
     const rpc = rpcOf(clients);
     for (const reference of Object.values(images)) await rpc.image('PullImage', { image: { image: reference } });
 
-    const result = { schema: RESULT_SCHEMA, date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), host: hostInfo(), params, tools: await toolVersions() };
+    const result = { schema: RESULT_SCHEMA, date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), host: await hostInfo(), params, tools: await toolVersions() };
     const t0 = performance.now();
     await populate(ctx, rpc, images);
     result.populateMs = Math.round(performance.now() - t0);
@@ -230,10 +230,6 @@ async function preflight() {
   if (routes) usage(`${SUBNET} is already routed (${routes.split('\n')[0]}): something else uses it`);
 }
 
-function hostInfo() {
-  const cpus = os.cpus();
-  return { kernel: os.release(), cpuModel: cpus[0]?.model?.trim() ?? 'unknown', cores: cpus.length, memoryBytes: os.totalmem() };
-}
 
 async function toolVersions() {
   const first = async (cmd, args, pattern) => pattern.exec((await run(cmd, args, { allowFail: true }).catch(() => undefined))?.stdout ?? '')?.[1];
@@ -259,14 +255,6 @@ async function pushImages(registry) {
   return out;
 }
 
-/** A port nobody listens on right now (the daemon's inspector binds it a moment later). */
-async function freePort() {
-  const server = createServer();
-  await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function startDaemon(ctx, registry, images) {
   const cniConfDir = path.join(ctx.dir, 'net.d');
@@ -351,24 +339,6 @@ async function waitReady(ctx, daemon, rpc) {
   throw new Error(`the daemon did not become ready (${last}); its log ends:\n${tail}`);
 }
 
-/** Run fn(0..n-1) with at most `parallel` in flight; stops at the first error or interruption. */
-async function pool(n, parallel, fn) {
-  let next = 0;
-  let failure;
-  const worker = async () => {
-    while (next < n && failure === undefined) {
-      const i = next++;
-      try {
-        checkInterrupted();
-        await fn(i);
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
-  if (failure !== undefined) throw failure;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The workload
@@ -410,7 +380,7 @@ async function populate(ctx, rpc, images) {
     const pod = await runPod(ctx, rpc, `pod-${i}`);
     for (let c = 0; c < params.perPod; c++) await runContainer(rpc, pod, `sleeper-${c}`, images.container);
     if (++done % 50 === 0) log(`${done} pods running`);
-  });
+  }, checkInterrupted);
 }
 
 async function measureLists(rpc, metricsPort) {
@@ -510,7 +480,7 @@ async function runCycles(ctx, rpc, images, daemonPid) {
       await sampling;
       if (at % (params.sampleEvery * 5) === 0 || at === params.cycles) log(`${at} cycles`);
     }
-  });
+  }, checkInterrupted);
   await sampling;
   if (shared) await removePod(rpc, shared);
   return { lifecycle: summarize(lifecycle), samples, ...stability(samples) };
@@ -586,7 +556,7 @@ async function teardown(ctx, daemon, clients, leftovers) {
     const rpc = rpcOf(clients);
     const pods = await rpc('ListPodSandbox', {}, 30_000).then((r) => r.items, () => []);
     if (pods.length) log(`removing ${pods.length} pods`);
-    await pool(pods.length, 4, (i) => removePod(rpc, pods[i]).catch((err) => log(`pod ${pods[i].id}: ${err.message}`)));
+    await pool(pods.length, 4, (i) => removePod(rpc, pods[i]).catch((err) => log(`pod ${pods[i].id}: ${err.message}`)), checkInterrupted);
   }
   clients?.close();
   if (alive()) {

@@ -52,7 +52,6 @@
 import { spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { promises as fs, openSync, closeSync, readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +72,7 @@ import {
 import { renderProfile, summarizeProfile } from './lib/cpu-profile.mjs';
 import {
   holdE2eLock,
+  hostInfo,
   isDead,
   killAll,
   linkExists,
@@ -80,6 +80,7 @@ import {
   mountsUnder,
   netnsNames,
   pidsInCgroup,
+  pool,
   processTable,
   removeCgroup,
   routesIn,
@@ -301,19 +302,6 @@ async function preflight(runtimes) {
   }
 }
 
-async function hostInfo() {
-  const cpus = os.cpus();
-  const release = await fs.readFile('/etc/os-release', 'utf8').catch(() => '');
-  const cgroup = (await exists('/sys/fs/cgroup/cgroup.controllers')) ? 'v2' : (await exists('/sys/fs/cgroup/unified')) ? 'v1 (hybrid)' : 'v1';
-  return {
-    os: /^PRETTY_NAME="?([^"\n]*)"?/m.exec(release)?.[1] ?? 'Linux',
-    kernel: os.release(),
-    cpuModel: cpus[0]?.model?.trim() ?? 'unknown',
-    cores: cpus.length,
-    memoryBytes: os.totalmem(),
-    cgroup,
-  };
-}
 
 async function toolVersions(runtimes) {
   const first = async (cmd, args, pattern) => {
@@ -532,24 +520,6 @@ async function waitReady(ctx, daemon, rpc) {
   throw new Error(`${ctx.kind} did not become ready (${last}); its log ends:\n${tail}`);
 }
 
-/** Run fn(0..n-1) with at most `parallel` in flight; stops at the first error or interruption. */
-async function pool(n, parallel, fn) {
-  let next = 0;
-  let failure;
-  const worker = async () => {
-    while (next < n && failure === undefined) {
-      const i = next++;
-      try {
-        checkInterrupted();
-        await fn(i);
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
-  if (failure !== undefined) throw failure;
-}
 
 function podConfig(ctx, name) {
   return {
@@ -594,9 +564,9 @@ async function podPhase({ ctx, rpc, result }) {
     series.PodLifecycle.push(t4 - t0 - (t2 - t1));
   };
   log(`${ctx.kind}: ${params.pods} pod lifecycles, ${params.parallel} in parallel`);
-  await pool(WARMUP, params.parallel, (i) => lifecycle(`warm-pod-${i}`, false));
+  await pool(WARMUP, params.parallel, (i) => lifecycle(`warm-pod-${i}`, false), checkInterrupted);
   const t0 = performance.now();
-  await pool(params.pods, params.parallel, (i) => lifecycle(`pod-${i}`, true));
+  await pool(params.pods, params.parallel, (i) => lifecycle(`pod-${i}`, true), checkInterrupted);
   result.phases.podsWallMs = Math.round(performance.now() - t0);
   for (const [name, samples] of Object.entries(series)) result.operations[name] = summarize(samples);
   if (Object.keys(steps).length) result.runPodSandboxSteps = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, summarize(v)]));
@@ -639,9 +609,9 @@ async function containerPhase({ ctx, rpc, shared, result }) {
     series.ContainerLifecycle.push(t4 - t0 - (t2b - t2));
   };
   log(`${ctx.kind}: ${params.pods} container lifecycles, ${params.parallel} in parallel`);
-  await pool(WARMUP, params.parallel, (i) => lifecycle(`warm-ctr-${i}`, false));
+  await pool(WARMUP, params.parallel, (i) => lifecycle(`warm-ctr-${i}`, false), checkInterrupted);
   const t0 = performance.now();
-  await pool(params.pods, params.parallel, (i) => lifecycle(`ctr-${i}`, true));
+  await pool(params.pods, params.parallel, (i) => lifecycle(`ctr-${i}`, true), checkInterrupted);
   result.phases.containersWallMs = Math.round(performance.now() - t0);
   for (const [name, samples] of Object.entries(series)) result.operations[name] = summarize(samples);
   if (Object.keys(steps).length) result.containerSteps = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, summarize(v)]));

@@ -2,6 +2,7 @@
 // and finding and removing what a run made (mounts, netns, links, iptables rules, cgroups).
 import { spawn } from 'node:child_process';
 import { constants as fsConstants, promises as fs, closeSync, openSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { networkRules } from './bench.mjs';
 
@@ -383,3 +384,41 @@ export async function holdE2eLock({ waitSeconds = 3600, onWait, signal } = {}) {
     },
   };
 }
+
+export async function hostInfo() {
+  const cpus = os.cpus();
+  const release = await fs.readFile('/etc/os-release', 'utf8').catch(() => '');
+  const cgroup = (await pathExists('/sys/fs/cgroup/cgroup.controllers')) ? 'v2' : (await pathExists('/sys/fs/cgroup/unified')) ? 'v1 (hybrid)' : 'v1';
+  return {
+    os: /^PRETTY_NAME="?([^"\n]*)"?/m.exec(release)?.[1] ?? 'Linux',
+    kernel: os.release(),
+    cpuModel: cpus[0]?.model?.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryBytes: os.totalmem(),
+    cgroup,
+  };
+}
+
+/**
+ * Run fn(0..n-1) with at most `parallel` in flight; stops at the first error, or when
+ * `beforeEach` throws (a benchmark's interruption check).
+ */
+export async function pool(n, parallel, fn, beforeEach = () => {}) {
+  let next = 0;
+  let failure;
+  const worker = async () => {
+    while (next < n && failure === undefined) {
+      const i = next++;
+      try {
+        beforeEach();
+        await fn(i);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
+  if (failure !== undefined) throw failure;
+}
+
+const pathExists = (p) => fs.access(p).then(() => true, () => false);

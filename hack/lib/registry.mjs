@@ -19,8 +19,8 @@ const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 const PORT_ATTEMPTS = 3;
 
-/** A port nobody listens on right now (the registry binds it a moment later). */
-async function freePort() {
+/** A port nobody listens on right now (whoever asked binds it a moment later). */
+export async function freePort() {
   const server = createServer();
   await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
