@@ -9,7 +9,7 @@ import { CriCgroupReader, readPsiSync, type CriCgroupStats, type CriMemoryStats,
 import { DiskUsageCache, EXITED } from '../metrics/disk-usage-cache.js';
 import type { DiskUsage } from '../metrics/filesystem.js';
 import { readPodInterfaces, type InterfaceCounters } from '../metrics/net-dev.js';
-import { TimeSlices } from '../metrics/slices.js';
+import { mapInSlices } from '../metrics/slices.js';
 import { cgroupsPathFor } from '../oci/spec.js';
 import { criStateOf, isHostNetwork, type Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxService } from '../sandbox/service.js';
@@ -94,12 +94,7 @@ export class StatsService {
     });
     // Records taken now: one removed while the list is sampled is still reported.
     const records = listed.map((c) => this.containers.get(c.id!));
-    const slices = new TimeSlices();
-    const stats: wire.ContainerStats[] = [];
-    for (const record of records) {
-      await slices.pass();
-      stats.push(containerStatsOf(await this.sampleContainerAt(record, 'cri'), this.rates));
-    }
+    const stats = await mapInSlices(records, async (record) => containerStatsOf(await this.sampleContainerAt(record, 'cri'), this.rates));
     this.forgetGone();
     return stats;
   }
@@ -113,12 +108,7 @@ export class StatsService {
   async listPodStats(filter: cri.PodSandboxStatsFilter | null): Promise<wire.PodSandboxStats[]> {
     const items = this.sandboxes.list({ id: filter?.id ?? '', state: null, label_selector: filter?.label_selector ?? {} });
     const sandboxes = items.map((item) => this.sandboxes.get(item.id!));
-    const slices = new TimeSlices();
-    const stats: wire.PodSandboxStats[] = [];
-    for (const sandbox of sandboxes) {
-      await slices.pass();
-      stats.push(podStatsOf(await this.samplePodAt(sandbox, 'criPod'), this.rates));
-    }
+    const stats = await mapInSlices(sandboxes, async (sandbox) => podStatsOf(await this.samplePodAt(sandbox, 'criPod'), this.rates));
     this.forgetGone();
     return stats;
   }

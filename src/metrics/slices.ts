@@ -21,3 +21,14 @@ export class TimeSlices {
     this.start = performance.now();
   }
 }
+
+/** fn over items one at a time, in order, yielding between slices. */
+export async function mapInSlices<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const slices = new TimeSlices();
+  const results: R[] = [];
+  for (const item of items) {
+    await slices.pass();
+    results.push(await fn(item));
+  }
+  return results;
+}
