@@ -10,6 +10,7 @@ import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
 import { Runc } from './runc.js';
 import { relayAttachSocket, type StreamIO } from './attach-socket.js';
 import { EXECS_DIR, SESSION_PROCESS_FILE, allSessionDirs, endExecSessions, sessionDirsOf } from './exec-sessions.js';
+import { readProcess } from '../util/proc.js';
 import { ProcessWatcher, identityOf, isRunning, signalNumberOf, signalProcess, type ProcessIdentity } from './unmonitored.js';
 import type {
   ContainerExit,
@@ -665,13 +666,8 @@ async function readPid(file: string): Promise<number | undefined> {
  * is init, and an init that does not reap (a container's, or this VM's) leaves it one.
  */
 async function isConmon(pid: number): Promise<boolean> {
-  try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    const match = /^\d+ \((.*)\) (\S)/.exec(stat);
-    return match?.[1] === 'conmon' && match[2] !== 'Z';
-  } catch {
-    return false;
-  }
+  const entry = await readProcess(pid);
+  return entry?.comm === 'conmon' && entry.state !== 'Z';
 }
 
 function killQuietly(pid: number): void {

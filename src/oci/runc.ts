@@ -9,6 +9,7 @@ import type { ExecOptions, ExecOutcome } from './runtime.js';
 import { describeFailure, exec, execRaw, killProcessGroup, outputExcerpt, run } from '../util/run.js';
 import type { OciResources } from './spec-types.js';
 import { runtimeFailure } from './runtime-errors.js';
+import { readProcess } from '../util/proc.js';
 
 /** How long runc exec gets to exit after its timed-out process was killed. */
 const RUNC_EXEC_GRACE_MS = 2000;
@@ -219,15 +220,9 @@ async function killSessionFromPidFile(pidFile: string): Promise<void> {
   try {
     const pid = Number.parseInt((await fs.readFile(pidFile, 'utf8')).trim(), 10);
     if (!(pid > 1)) return;
-    if ((await processGroupOf(pid)) === pid) killProcessGroup(pid);
+    if ((await readProcess(pid))?.pgid === pid) killProcessGroup(pid);
     else process.kill(pid, 'SIGKILL');
   } catch {
     // Not started yet, or already gone.
   }
-}
-
-/** The process group of `pid`, from /proc (Node has no getpgid). */
-async function processGroupOf(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
 }

@@ -1,5 +1,5 @@
-import { promises as fs } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { readProcess } from '../util/proc.js';
 import { every, sleep } from '../util/timer.js';
 
 /**
@@ -33,18 +33,9 @@ const CLOSE_WATCH_MS = 10_000;
 
 /** The identity of a live process; undefined when it is gone or a zombie (it has ended). */
 export async function identityOf(pid: number): Promise<ProcessIdentity | undefined> {
-  let stat: string;
-  try {
-    stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name, in parentheses, may itself hold spaces and parentheses.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0];
-  if (state === 'Z' || state === 'X' || state === 'x') return undefined;
-  // Field 22 of the whole line is the 20th after the name.
-  return { pid, startTime: fields[19] ?? '' };
+  const entry = await readProcess(pid);
+  if (!entry || entry.state === 'Z' || entry.state === 'X' || entry.state === 'x') return undefined;
+  return { pid, startTime: entry.startTime };
 }
 
 /** Whether the process is still the one `identity` names. */

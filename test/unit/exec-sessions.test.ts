@@ -5,7 +5,8 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConmonRuntime } from '../../src/oci/conmon.js';
-import { endExecSessions, parseStat } from '../../src/oci/exec-sessions.js';
+import { endExecSessions } from '../../src/oci/exec-sessions.js';
+import { parseStat } from '../../src/util/proc.js';
 import { Runc } from '../../src/oci/runc.js';
 import { expectAllDead, isRunning } from './processes.js';
 
