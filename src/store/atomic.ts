@@ -61,18 +61,31 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** Names a directory renamed aside to be removed: `<name>.removing-<random>`. */
+export const REMOVING_MARK = '.removing-';
+
+/**
+ * Rename a directory aside, in one atomic step, to `<dir>.removing-<random>`, where whoever
+ * finds it knows it is being removed; its new path, or undefined when there was none.
+ */
+export async function moveAside(dir: string): Promise<string | undefined> {
+  const aside = `${dir}${REMOVING_MARK}${randomBytes(4).toString('hex')}`;
+  try {
+    await fs.rename(dir, aside);
+    return aside;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 /**
  * Remove a directory tree so that a crash midway never leaves a half-removed directory
  * under its real name: rename it aside first (one atomic step), then delete the copy.
  */
 export async function removeDirAtomic(dir: string): Promise<void> {
-  const trash = `${dir}.removing-${randomBytes(4).toString('hex')}`;
-  try {
-    await fs.rename(dir, trash);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return;
-    throw err;
-  }
+  const trash = await moveAside(dir);
+  if (trash === undefined) return;
   await syncDir(path.dirname(dir));
   await fs.rm(trash, { recursive: true, force: true });
 }

@@ -1,13 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { errnoCode, messageOf } from '../errors.js';
-import { readJsonIfExists, removeDirAtomic, writeJsonAtomic } from './atomic.js';
+import { REMOVING_MARK, moveAside, readJsonIfExists, removeDirAtomic, writeJsonAtomic } from './atomic.js';
 import { SchemaError, type Schema } from './schema.js';
-
-/** Names a directory being removed: `<id>.removing-<random>` (removeDirAtomic's form too). */
-const RETIRED_MARK = '.removing-';
 
 /** Every persisted record carries a schema version, so a later tscri can migrate old ones. */
 export interface VersionedRecord {
@@ -71,15 +67,9 @@ export class RecordStore<T extends VersionedRecord> {
    * the removal (finishRemoval). Returns the directory's new path; undefined if it had none.
    */
   async retire(id: string): Promise<string | undefined> {
-    const retired = `${this.dirOf(id)}${RETIRED_MARK}${randomBytes(4).toString('hex')}`;
-    try {
-      await fs.rename(this.dirOf(id), retired);
-      return retired;
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return undefined;
-      throw err;
-    }
+    return moveAside(this.dirOf(id));
   }
+
 
   /**
    * Read every record. One that cannot be parsed, has an unknown version, or fails its schema
@@ -97,8 +87,8 @@ export class RecordStore<T extends VersionedRecord> {
     }
     const records: T[] = [];
     for (const entry of entries) {
-      if (entry.includes(RETIRED_MARK)) {
-        await this.finishRemoval(entry.slice(0, entry.indexOf(RETIRED_MARK)), path.join(this.dir, entry)).catch((err: unknown) =>
+      if (entry.includes(REMOVING_MARK)) {
+        await this.finishRemoval(entry.slice(0, entry.indexOf(REMOVING_MARK)), path.join(this.dir, entry)).catch((err: unknown) =>
           log.error({ dir: entry, err: messageOf(err) }, `cannot finish removing a ${this.kind}; left for the next start`),
         );
         continue;
