@@ -97,7 +97,8 @@ export class TestDaemon {
   }
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [TSCRI_BIN, 'daemon', '--config', this.configFile], {
+    // Through the script's shebang, as `tscri daemon` runs, with the V8 flags it names.
+    const child = spawn(TSCRI_BIN, ['daemon', '--config', this.configFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const mirror = process.env.TSCRI_E2E_LOGS ? path.join(process.env.TSCRI_E2E_LOGS, `${path.basename(this.dirs.base)}.log`) : undefined;
