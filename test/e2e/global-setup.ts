@@ -17,7 +17,7 @@ import { startRegistry, type RunningRegistry } from '../../hack/lib/registry.mjs
 import { pushTestImages, TEST_IMAGE_NAMES } from '../../hack/test-images.mjs';
 import { checkTestsAgainstCatalogue } from './catalogue-guard.js';
 import { cgroupParentOf, REPO } from './harness.js';
-import { cgroupChildren, cgroupDirs, leftoversSince, mountsUnder, processesMatching, snapshotHost, type HostSnapshot } from './host.js';
+import { cgroupChildren, cgroupDirs, leftoversSince, mountsUnder, processesMatching, removeEmptyCniDirs, snapshotHost, type HostSnapshot } from './host.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -96,6 +96,7 @@ async function finishRun({ runId, runDir, before, registry }: Run): Promise<void
     leftovers.push(...children.map((child) => `cgroup ${child}`));
     for (const cgroup of [...children, dir]) await fs.rmdir(cgroup).catch(() => {});
   }
+  await removeEmptyCniDirs(before);
   leftovers.push(...leftoversSince(before, await snapshotHost()));
   const mounts = await mountsUnder(runDir);
   leftovers.push(...mounts.map((m) => `mount ${m}`));

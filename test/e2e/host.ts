@@ -96,6 +96,37 @@ export interface HostSnapshot {
   iptables: Set<string>;
   /** Top-level cgroups of every hierarchy (`memory/kubepods`, or `kubepods` on v2). */
   cgroups: Set<string>;
+  /** What is below CNI's state directory, two levels deep (`.` for the directory itself). */
+  cniState: Set<string>;
+}
+
+/** Where host-local and libcni-style runtimes keep state that outlives a pod. */
+export const CNI_STATE_DIR = '/var/lib/cni';
+
+/** `dir` (as `.`) and the entries below it, `depth` levels deep; nothing if it does not exist. */
+async function entriesBelow(dir: string, depth: number): Promise<string[]> {
+  if (!(await exists(dir))) return [];
+  const found = ['.'];
+  const walk = async (rel: string, level: number): Promise<void> => {
+    if (level > depth) return;
+    for (const name of await fs.readdir(path.join(dir, rel)).catch(() => [] as string[])) {
+      const child = path.join(rel, name);
+      found.push(child);
+      await walk(child, level + 1);
+    }
+  };
+  await walk('', 1);
+  return found;
+}
+
+/**
+ * Remove the directories below CNI's state directory that the run created and that are
+ * empty again (host-local makes `networks/` for a network and leaves it when its last
+ * allocation goes), deepest first, and the state directory itself if the run made it.
+ */
+export async function removeEmptyCniDirs(before: HostSnapshot): Promise<void> {
+  const made = (await entriesBelow(CNI_STATE_DIR, 2)).filter((rel) => !before.cniState.has(rel));
+  for (const rel of made.sort((a, b) => b.length - a.length)) await fs.rmdir(path.join(CNI_STATE_DIR, rel)).catch(() => {});
 }
 
 export async function snapshotHost(): Promise<HostSnapshot> {
@@ -103,7 +134,13 @@ export async function snapshotHost(): Promise<HostSnapshot> {
   const { stdout: linkJson } = await execa('ip', ['-j', 'link', 'show']);
   const links = (JSON.parse(linkJson) as Array<{ ifname: string }>).map((l) => l.ifname);
   const { stdout: rules } = await execa('iptables-save', [], { reject: false });
-  return { netns: new Set(netns), links: new Set(links), iptables: new Set(rules.split('\n').filter(isPodIptablesLine)), cgroups: new Set(await topLevelCgroups()) };
+  return {
+    netns: new Set(netns),
+    links: new Set(links),
+    iptables: new Set(rules.split('\n').filter(isPodIptablesLine)),
+    cgroups: new Set(await topLevelCgroups()),
+    cniState: new Set(await entriesBelow(CNI_STATE_DIR, 2)),
+  };
 }
 
 /** A pod whose cgroup parent names a new path makes cgroups there that outlive it unless removed. */
@@ -137,6 +174,7 @@ export function leftoversSince(before: HostSnapshot, after: HostSnapshot): strin
     ...added('link', before.links, after.links),
     ...added('iptables', before.iptables, after.iptables),
     ...added('cgroup', before.cgroups, after.cgroups),
+    ...added(CNI_STATE_DIR, before.cniState, after.cniState),
   ];
 }
 

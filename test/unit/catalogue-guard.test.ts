@@ -61,13 +61,21 @@ describe('what a test run leaves on the host', () => {
   });
 
   it('reports only what appeared during the run', () => {
-    const before = { netns: new Set(['old']), links: new Set(['lo', 'eth0']), iptables: new Set<string>(), cgroups: new Set(['memory/process_api']) };
+    const before = { netns: new Set(['old']), links: new Set(['lo', 'eth0']), iptables: new Set<string>(), cgroups: new Set(['memory/process_api']), cniState: new Set(['.']) };
     const after = {
       netns: new Set(['old', 'cni-1']),
       links: new Set(['lo', 'eth0', 'veth1']),
       iptables: new Set([':CNI-DN-x - [0:0]']),
       cgroups: new Set(['memory/process_api', 'memory/etc']),
+      cniState: new Set(['.', 'networks', 'networks/pods']),
     };
-    expect(leftoversSince(before, after)).toEqual(['netns cni-1', 'link veth1', 'iptables :CNI-DN-x - [0:0]', 'cgroup memory/etc']);
+    expect(leftoversSince(before, after)).toEqual([
+      'netns cni-1',
+      'link veth1',
+      'iptables :CNI-DN-x - [0:0]',
+      'cgroup memory/etc',
+      '/var/lib/cni networks',
+      '/var/lib/cni networks/pods',
+    ]);
   });
 });
