@@ -51,7 +51,7 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   checkCgroupDriver(config);
   enableIdleGc();
 
-  const runc = new Runc(await requireExecutable(config.runtime.runc, 'runc'), path.join(config.state, 'runc'), config.cgroupDriver === 'systemd');
+  const runc = new Runc(await requireExecutable(config.runtime.handlers.runc.path, 'runc'), config.runtime.handlers.runc.root, config.cgroupDriver === 'systemd');
   const runtime = new ConmonRuntime({
     conmon: await requireExecutable(config.runtime.conmon, 'conmon'),
     runc,

@@ -24,6 +24,17 @@ export interface DefaultNetwork {
   subnet: string;
 }
 
+/** One OCI runtime pods can ask for by name (`[runtime.handlers.<name>]`). */
+export interface RuntimeHandlerConfig {
+  /** The runtime binary (runc's CLI), a path or a name looked up in PATH. */
+  path: string;
+  /** Its state directory (`--root`); every handler needs its own. */
+  root: string;
+}
+
+/** Handler names are what a RuntimeClass's `handler` may be: a DNS label. */
+const HANDLER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 /** Where the daemon's own Prometheus endpoint listens (`[metrics] address`). */
 export interface MetricsAddress {
   /** An IP address (IPv6 without brackets) or localhost. */
@@ -47,9 +58,15 @@ export interface Config {
   /** Where Localhost seccomp profiles must be (kubelet's <root-dir>/seccomp). */
   seccompProfileRoot: string;
   runtime: {
-    /** runc binary, a path or a name looked up in PATH. */
-    runc: string;
     conmon: string;
+    /** The handler pods get when RunPodSandbox names none (a key of handlers). */
+    defaultHandler: string;
+    /** OCI runtimes by the name a RuntimeClass's handler gives; always holds "runc". */
+    handlers: { runc: RuntimeHandlerConfig } & Record<string, RuntimeHandlerConfig>;
+  };
+  cdi: {
+    /** CDI spec directories, lowest priority first: a device in a later one wins. Empty: CDI off. */
+    specDirs: string[];
   };
   cni: {
     confDir: string;
@@ -88,7 +105,8 @@ export function defaultConfig(): Config {
     cgroupDriver: 'cgroupfs',
     defaultCgroupParent: '/tscri',
     seccompProfileRoot: '/var/lib/kubelet/seccomp',
-    runtime: { runc: 'runc', conmon: 'conmon' },
+    runtime: { conmon: 'conmon', defaultHandler: 'runc', handlers: { runc: { path: 'runc', root: '/run/tscri/runc' } } },
+    cdi: { specDirs: ['/etc/cdi', '/var/run/cdi'] },
     cni: {
       confDir: '/etc/cni/net.d',
       binDirs: ['/opt/cni/bin', '/usr/lib/cni'],
@@ -143,7 +161,7 @@ function compile(r: Reader): Config {
   const cfg = defaultConfig();
   r.allowOnly([
     'listen', 'root', 'state', 'sandbox_image', 'log_level', 'cgroup_driver',
-    'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cni', 'registry', 'streaming', 'metrics',
+    'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cdi', 'cni', 'registry', 'streaming', 'metrics',
   ]);
   const listen = r.string('listen');
   if (listen !== undefined) cfg.socketPath = socketPathOf(listen, r.origin);
@@ -155,11 +173,16 @@ function compile(r: Reader): Config {
   cfg.defaultCgroupParent = defaultCgroupParentOf(r, cfg.cgroupDriver) ?? cfg.defaultCgroupParent;
   cfg.seccompProfileRoot = r.absolutePath('seccomp_profile_root') ?? cfg.seccompProfileRoot;
 
-  const runtime = r.table('runtime');
-  if (runtime) {
-    runtime.allowOnly(['runc', 'conmon']);
-    cfg.runtime.runc = runtime.string('runc') ?? cfg.runtime.runc;
-    cfg.runtime.conmon = runtime.string('conmon') ?? cfg.runtime.conmon;
+  compileRuntime(r.table('runtime'), cfg);
+
+  const cdi = r.table('cdi');
+  if (cdi) {
+    cdi.allowOnly(['spec_dirs']);
+    const dirs = cdi.stringArray('spec_dirs');
+    if (dirs !== undefined) {
+      for (const dir of dirs) if (!path.isAbsolute(dir)) throw cdi.invalid('spec_dirs', `must hold absolute paths, got ${JSON.stringify(dir)}`);
+      cfg.cdi.specDirs = dirs.map((dir) => path.normalize(dir));
+    }
   }
 
   const cni = r.table('cni');
@@ -205,6 +228,43 @@ function compile(r: Reader): Config {
     if (address) cfg.metrics = address;
   }
   return cfg;
+}
+
+/**
+ * `[runtime]`: conmon, and the OCI runtimes pods choose by handler name. The "runc" handler
+ * always exists (`runc = "…"` is the short way to set its path); its state stays below
+ * `state` as before, and other handlers default to a root of their own next to it.
+ */
+function compileRuntime(runtime: Reader | undefined, cfg: Config): void {
+  const defaultRoot = (name: string) => path.join(cfg.state, name === 'runc' ? 'runc' : `runtime-${name}`);
+  cfg.runtime.handlers = { runc: { path: 'runc', root: defaultRoot('runc') } };
+  if (!runtime) return;
+  runtime.allowOnly(['runc', 'conmon', 'default_handler', 'handlers']);
+  cfg.runtime.conmon = runtime.string('conmon') ?? cfg.runtime.conmon;
+  cfg.runtime.handlers.runc.path = runtime.string('runc') ?? 'runc';
+  const handlers = runtime.table('handlers');
+  for (const name of handlers?.keys() ?? []) {
+    if (!HANDLER_NAME.test(name)) throw handlers!.invalid(name, 'a handler name must be a DNS label (lowercase letters, digits and "-", at most 63)');
+    const table = handlers!.table(name)!;
+    table.allowOnly(['path', 'root']);
+    const base = cfg.runtime.handlers[name];
+    const binary = table.string('path') ?? base?.path;
+    if (!binary) throw table.invalid('path', 'is required: the OCI runtime binary of this handler');
+    cfg.runtime.handlers[name] = { path: binary, root: table.absolutePath('root') ?? base?.root ?? defaultRoot(name) };
+  }
+  const roots = new Map<string, string>();
+  for (const [name, handler] of Object.entries(cfg.runtime.handlers)) {
+    const other = roots.get(handler.root);
+    if (other) throw runtime.invalid(`handlers.${name}.root`, `${handler.root} is also ${other}'s: each handler needs its own state directory`);
+    roots.set(handler.root, name);
+  }
+  const defaultHandler = runtime.string('default_handler');
+  if (defaultHandler !== undefined) {
+    if (!cfg.runtime.handlers[defaultHandler]) {
+      throw runtime.invalid('default_handler', `${JSON.stringify(defaultHandler)} is not a handler (configured: ${Object.keys(cfg.runtime.handlers).sort().join(', ')})`);
+    }
+    cfg.runtime.defaultHandler = defaultHandler;
+  }
 }
 
 /**

@@ -45,7 +45,7 @@ token_ttl_seconds = 30
     expect(config.sandboxImage).toBe('registry.k8s.io/pause:3.9');
     expect(config.logLevel).toBe('debug');
     expect(config.defaultCgroupParent).toBe('/pods');
-    expect(config.runtime).toEqual({ runc: '/usr/local/sbin/runc', conmon: '/usr/local/bin/conmon' });
+    expect(config.runtime).toEqual({ conmon: '/usr/local/bin/conmon', defaultHandler: 'runc', handlers: { runc: { path: '/usr/local/sbin/runc', root: '/run/other/runc' } } });
     expect(config.cni.confDir).toBe('/etc/cni/other');
     expect(config.cni.binDirs).toEqual(['/opt/cni/bin']);
     expect(config.cni.defaultNetwork).toEqual({ name: 'tscri-default', bridge: 'br-test', subnet: '10.88.5.0/24' });
@@ -76,6 +76,12 @@ token_ttl_seconds = 30
     ['[streaming]\nport = 70000', /port: must be between 0 and 65535/],
     ['root = ', /invalid TOML/],
     ['cgroup_driver = "systemd"\ndefault_cgroup_parent = "/tscri"', /default_cgroup_parent: with cgroup_driver = "systemd" it must be a slice name/],
+    ['[runtime.handlers.Kata]\npath = "/bin/kata"', /runtime\.handlers\.Kata: a handler name must be a DNS label/],
+    ['[runtime.handlers.crun]\nroot = "/run/crun"', /handlers\.crun\.path: is required/],
+    ['[runtime.handlers.crun]\npath = "crun"\nsystemd = true', /handlers\.crun\.systemd: unknown key/],
+    ['[runtime]\ndefault_handler = "kata"', /default_handler: "kata" is not a handler \(configured: runc\)/],
+    ['[runtime.handlers.crun]\npath = "crun"\nroot = "/run/tscri/runc"', /handlers\.crun\.root: \/run\/tscri\/runc is also runc's/],
+    ['[cdi]\nspec_dirs = ["etc/cdi"]', /cdi\.spec_dirs: must hold absolute paths/],
   ])('rejects %j naming the key', (text, message) => {
     expect(() => parseConfig(text)).toThrow(message);
   });
@@ -84,5 +90,31 @@ token_ttl_seconds = 30
     expect(parseConfig('cgroup_driver = "systemd"').defaultCgroupParent).toBe('tscri.slice');
     expect(parseConfig('cgroup_driver = "systemd"\ndefault_cgroup_parent = "pods.slice"').defaultCgroupParent).toBe('pods.slice');
     expect(parseConfig('').defaultCgroupParent).toBe('/tscri');
+  });
+
+  it('reads runtime handlers, each with its own root, and a default among them', () => {
+    const config = parseConfig(`
+state = "/run/x"
+[runtime]
+default_handler = "crun"
+[runtime.handlers.crun]
+path = "/usr/bin/crun"
+[runtime.handlers.runc-debug]
+path = "/opt/runc"
+root = "/run/runc-debug"
+`);
+    expect(config.runtime.defaultHandler).toBe('crun');
+    expect(config.runtime.handlers).toEqual({
+      runc: { path: 'runc', root: '/run/x/runc' },
+      crun: { path: '/usr/bin/crun', root: '/run/x/runtime-crun' },
+      'runc-debug': { path: '/opt/runc', root: '/run/runc-debug' },
+    });
+    expect(parseConfig('[runtime.handlers.runc]\npath = "/opt/runc"').runtime.handlers.runc).toEqual({ path: '/opt/runc', root: '/run/tscri/runc' });
+  });
+
+  it('reads CDI spec directories, defaulting to /etc/cdi then /var/run/cdi', () => {
+    expect(parseConfig('').cdi.specDirs).toEqual(['/etc/cdi', '/var/run/cdi']);
+    expect(parseConfig('[cdi]\nspec_dirs = ["/srv/cdi/"]').cdi.specDirs).toEqual(['/srv/cdi/']);
+    expect(parseConfig('[cdi]\nspec_dirs = []').cdi.specDirs).toEqual([]);
   });
 });
