@@ -16,8 +16,7 @@ import type { MetricsEndpoint } from './observability/endpoint.js';
 import { StreamingService } from './streaming/service.js';
 import { CniNetworkManager } from './network/cni/manager.js';
 import { ConmonRuntime } from './oci/conmon.js';
-import { Runc } from './oci/runc.js';
-import { probeRuntimeFeatures } from './oci/features.js';
+import { probeHandlers } from './oci/handlers.js';
 import { SandboxService } from './sandbox/service.js';
 import { imageServiceHandlers } from './server/image-service.js';
 import { runtimeServiceHandlers } from './server/runtime-service.js';
@@ -51,17 +50,21 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   checkCgroupDriver(config);
   enableIdleGc();
 
-  const runc = new Runc(await requireExecutable(config.runtime.handlers.runc.path, 'runc'), config.runtime.handlers.runc.root, config.cgroupDriver === 'systemd');
+  const conmon = await requireExecutable(config.runtime.conmon, 'conmon');
+  const handlers = await probeHandlers(config, {
+    scratchDir: path.join(config.state, 'probes'),
+    cgroupDriver: config.cgroupDriver,
+    cgroupParent: config.defaultCgroupParent,
+    log,
+  });
   const runtime = new ConmonRuntime({
-    conmon: await requireExecutable(config.runtime.conmon, 'conmon'),
-    runc,
+    conmon,
+    handlers,
     bundleRoot: path.join(config.state, 'bundles'),
     exitDir: path.join(config.state, 'exits'),
     logger: log,
   });
   await runtime.open();
-  const features = await probeRuntimeFeatures(runc.binary);
-  log.info({ features }, 'OCI runtime features probed');
 
   const network = new CniNetworkManager({
     confDir: config.cni.confDir,
@@ -79,14 +82,14 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   const { resolve: sandboxImage, close: closeSandboxImage } = await sandboxImageResolver(config, images, log);
   const oomFloor = await ownOomScoreAdj();
   const events = new ContainerEvents();
-  const sandboxes = new SandboxService({ config, features, events, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, log });
-  const containers = new ContainerService({ config, features, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
+  const sandboxes = new SandboxService({ config, handlers, events, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, log });
+  const containers = new ContainerService({ config, handlers, runtime, images, sandboxes, events, ownOomScoreAdj: oomFloor, log });
   sandboxes.setMembers(containers);
   const stats = new StatsService(config, containers, sandboxes);
   const metrics = new MetricsService(stats);
   const streaming = new StreamingService({ config, containers, sandboxes, runtime, log });
   await streaming.listen();
-  const info = new RuntimeInfoService(config, network, features, () => [...sandboxes.setAsideRecords(), ...containers.setAsideRecords()]);
+  const info = new RuntimeInfoService(config, network, handlers, () => [...sandboxes.setAsideRecords(), ...containers.setAsideRecords()]);
 
   // Before the CRI socket, so every call is observed.
   const promEndpoint = config.metrics ? await startPrometheus(config.metrics, sandboxes, containers, log) : undefined;

@@ -10,7 +10,8 @@ import type { ImageRecord } from '../image/store/images.js';
 import { containerCapabilities } from '../oci/capabilities.js';
 import { hostDevices, prepareDevices } from '../oci/devices.js';
 import type { ContainerExit, OciRuntime } from '../oci/runtime.js';
-import type { RuntimeFeatures } from '../oci/features.js';
+import type { RuntimeHandlers } from '../oci/handlers.js';
+import { handlerNameOf } from '../sandbox/service.js';
 import { resolveSeccomp } from '../oci/seccomp.js';
 import { allCapabilities } from '../oci/capabilities.js';
 import { resolveUser } from '../oci/user.js';
@@ -63,7 +64,8 @@ const LOG_REOPEN_TIMEOUT_MS = 5_000;
 export interface ContainerServiceDeps {
   config: Config;
   /** What the OCI runtime and kernel can do (probed at start). */
-  features: RuntimeFeatures;
+  /** The OCI runtimes pods run on; a container runs on its pod's. */
+  handlers: RuntimeHandlers;
   runtime: OciRuntime;
   images: ImageService;
   sandboxes: SandboxService;
@@ -155,7 +157,7 @@ export class ContainerService {
       throw new FailedPreconditionError(`sandbox ${sandbox.record.id} is not ready`);
     }
     this.checkPidTarget(config, sandbox);
-    this.checkFeatures(config);
+    this.checkFeatures(config, sandbox);
     const image = this.deps.images.get(config.image!.image);
     // Image volumes name images that must already be pulled: NotFound now, before anything.
     const volumeImages = new Map(imageVolumeIndexes(config.mounts).map((i) => [i, this.deps.images.get(config.mounts[i]!.image!.image)]));
@@ -169,10 +171,12 @@ export class ContainerService {
   }
 
   /** Refuse what this runtime and kernel cannot do, before anything is made. */
-  private checkFeatures(config: cri.ContainerConfig): void {
+  private checkFeatures(config: cri.ContainerConfig, sandbox: Sandbox): void {
     const rro = config.mounts.findIndex((m) => m.recursive_read_only);
-    if (rro >= 0 && !this.deps.features.recursiveReadOnlyMounts) {
-      throw new FailedPreconditionError(`config.mounts[${rro}].recursive_read_only cannot be honoured: ${this.deps.features.missing.recursiveReadOnlyMounts}`);
+    const handler = this.deps.handlers.get(handlerNameOf(sandbox.record));
+    if (!handler) throw new FailedPreconditionError(`pod ${sandbox.record.id} runs on runtime handler ${handlerNameOf(sandbox.record)}, which is no longer configured`);
+    if (rro >= 0 && !handler.features.recursiveReadOnlyMounts) {
+      throw new FailedPreconditionError(`config.mounts[${rro}].recursive_read_only cannot be honoured: ${handler.features.missing.recursiveReadOnlyMounts}`);
     }
   }
 
@@ -228,6 +232,7 @@ export class ContainerService {
       const { pid } = await step('runtimeCreate', () =>
         this.deps.runtime.create({
           id,
+          handler: handlerNameOf(sandbox.record),
           spec,
           io: { logPath: record.logPath || undefined, terminal: config.tty, stdin: config.stdin, stdinOnce: config.stdin_once },
           log,

@@ -2,9 +2,8 @@ import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import type { NetworkManager } from '../network/cni/types.js';
-import type { RuntimeFeatures } from '../oci/features.js';
+import type { RuntimeHandler, RuntimeHandlers } from '../oci/handlers.js';
 import type { SetAsideRecord } from '../store/records.js';
-import { RUNTIME_HANDLERS } from '../sandbox/service.js';
 import { KUBE_RUNTIME_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME, TSCRI_VERSION } from '../version.js';
 
 /** Version, readiness conditions and runtime-wide configuration. */
@@ -14,8 +13,8 @@ export class RuntimeInfoService {
   constructor(
     private readonly config: Config,
     private readonly network: NetworkManager,
+    private readonly handlers: RuntimeHandlers,
     /** Records recovery found invalid and moved aside (shown in verbose status). */
-    private readonly features: RuntimeFeatures,
     private readonly setAsideRecords: () => readonly SetAsideRecord[] = () => [],
   ) {}
 
@@ -38,10 +37,7 @@ export class RuntimeInfoService {
           { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
         ],
       },
-      runtime_handlers: RUNTIME_HANDLERS.map((name) => ({
-        name,
-        features: { recursive_read_only_mounts: this.features.recursiveReadOnlyMounts, user_namespaces: this.features.userNamespaces },
-      })),
+      runtime_handlers: this.runtimeHandlers(),
       // Strict and Merge are both applied (container/service.ts), and ContainerStatus.user says
       // which groups the process got.
       features: { supplemental_groups_policy: true, user_namespaces_host_network: false },
@@ -53,10 +49,23 @@ export class RuntimeInfoService {
         version: JSON.stringify({ tscri: TSCRI_VERSION, node: process.version }),
         podCidr: this.podCidr,
         setAsideRecords: JSON.stringify(this.setAsideRecords()),
-        runtimeFeatures: JSON.stringify(this.features),
+        runtimeHandlers: JSON.stringify(this.handlers.all().map(describeHandler)),
       };
     }
     return response;
+  }
+
+  /**
+   * The handlers pods can use, by name, and the default once more under "" (pods without a
+   * RuntimeClass): the kubelet looks a pod's handler up here to learn what it supports. One
+   * that cannot run containers on this node is left out, as if it were not configured.
+   */
+  private runtimeHandlers(): wire.RuntimeHandler[] {
+    const usable = this.handlers.all().filter((handler) => !handler.unusable);
+    const listed = usable.map((handler) => ({ name: handler.name, features: featuresOf(handler) }));
+    const fallback = usable.find((handler) => handler.name === this.handlers.defaultName);
+    if (fallback) listed.push({ name: '', features: featuresOf(fallback) });
+    return listed.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   runtimeConfig(): wire.RuntimeConfigResponse {
@@ -71,4 +80,14 @@ export class RuntimeInfoService {
     this.podCidr = request.runtime_config?.network_config?.pod_cidr ?? '';
     return {};
   }
+}
+
+function featuresOf(handler: RuntimeHandler): wire.RuntimeHandlerFeatures {
+  return { recursive_read_only_mounts: handler.features.recursiveReadOnlyMounts, user_namespaces: handler.features.userNamespaces };
+}
+
+/** A handler as verbose Status shows it to an operator. */
+function describeHandler(handler: RuntimeHandler): Record<string, unknown> {
+  const { name, cli, version, features, unusable } = handler;
+  return { name, binary: cli.binary, root: cli.root, version, features, ...(unusable ? { unusable } : {}) };
 }

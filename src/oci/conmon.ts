@@ -7,7 +7,8 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { InternalError, NotFoundError, TscriError, errnoCode, messageOf } from '../errors.js';
 import { cleanRuncMessage, runtimeFailure } from './runtime-errors.js';
-import { Runc } from './runc.js';
+import type { Runc } from './runc.js';
+import { LEGACY_HANDLER, type RuntimeHandlers } from './handlers.js';
 import { relayAttachSocket, type StreamIO } from './attach-socket.js';
 import { EXECS_DIR, SESSION_PROCESS_FILE, allSessionDirs, endExecSessions, sessionDirsOf } from './exec-sessions.js';
 import { readProcess } from '../util/proc.js';
@@ -35,7 +36,8 @@ import { CappedOutput, killProcessGroup, outputExcerpt } from '../util/run.js';
 export interface ConmonRuntimeOptions {
   /** Absolute path of the conmon binary. */
   conmon: string;
-  runc: Runc;
+  /** The OCI runtimes containers run under; each container keeps the one it was made with. */
+  handlers: RuntimeHandlers;
   /** One bundle directory per container below this; keep it short (socket paths). */
   bundleRoot: string;
   /** Where conmon writes one exit file per container, named by id. */
@@ -73,6 +75,8 @@ const OOM_FILE = 'oom';
 const UNMONITORED_FILE = 'unmonitored.json';
 /** How often a wait for the end of a container without a monitor looks at /proc. */
 const UNMONITORED_WAIT_POLL_MS = 5;
+/** In every bundle: the name of the handler whose runtime made the container. */
+const HANDLER_FILE = 'handler';
 /** In every bundle: the container's init as first seen (see rememberIdentity). */
 const IDENTITY_FILE = 'identity.json';
 /** The exit status of a container without a monitor: nobody reaps it, so it is unknown. */
@@ -102,11 +106,14 @@ export class ConmonRuntime implements OciRuntime {
   private readonly unmonitored = new ProcessWatcher((id) => void this.recordUnmonitoredExit(id));
   /** The signal each container without a monitor was last sent, which gives its exit status. */
   private readonly signalled = new Map<string, number>();
+  /** The runtime each container was made by, as far as this daemon has looked it up. */
+  private readonly clis = new Map<string, Runc>();
 
   constructor(private readonly options: ConmonRuntimeOptions) {
     this.createTimeoutMs = options.createTimeoutMs ?? 120_000;
     this.exits.setMaxListeners(0);
-    this.monitorNames = new Set([options.conmon, options.runc.binary].map((file) => path.basename(file).slice(0, COMM_LENGTH)));
+    const binaries = [options.conmon, ...options.handlers.all().map((handler) => handler.cli.binary)];
+    this.monitorNames = new Set(binaries.map((file) => path.basename(file).slice(0, COMM_LENGTH)));
   }
 
   /** Create the bundle and exit directories and start watching for exits. */
@@ -175,15 +182,46 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async create(request: CreateRequest): Promise<{ pid: number }> {
-    const bundle = this.bundleOf(request.id);
-    await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
-    // The bundle lives on the volatile state dir and dies with the container: no fsync.
-    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec, { durable: false });
-    return this.createUnderConmon(request, bundle);
+    const { bundle, runc } = await this.writeBundle(request);
+    return this.createUnderConmon(request, bundle, runc);
   }
 
-  private async createUnderConmon(request: CreateRequest, bundle: string): Promise<{ pid: number }> {
-    const { runc } = this.options;
+  /**
+   * The bundle: the spec, and the handler's name, written before the runtime is called, so
+   * that every later call (by a later daemon too) goes to the runtime that made the container.
+   * It lives on the volatile state dir and dies with the container: no fsync.
+   */
+  private async writeBundle(request: RunRequest): Promise<{ bundle: string; runc: Runc }> {
+    const handler = this.options.handlers.get(request.handler);
+    if (!handler) throw new InternalError(`container ${request.id}: no runtime handler ${request.handler}`);
+    const bundle = this.bundleOf(request.id);
+    await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
+    await fs.writeFile(path.join(bundle, HANDLER_FILE), handler.name);
+    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec, { durable: false });
+    this.clis.set(request.id, handler.cli);
+    return { bundle, runc: handler.cli };
+  }
+
+  /**
+   * The runtime that made a container: remembered, or named in its bundle. Without a bundle
+   * (or with a handler no longer configured), the handler whose state directory knows the
+   * container; runc's, as before handlers existed, when none does.
+   */
+  private async cliOf(id: string): Promise<Runc> {
+    const known = this.clis.get(id);
+    if (known) return known;
+    const { handlers } = this.options;
+    const named = await fs.readFile(path.join(this.bundleOf(id), HANDLER_FILE), 'utf8').catch(() => LEGACY_HANDLER);
+    let cli = handlers.get(named.trim())?.cli;
+    if (!cli) {
+      const knowing = await Promise.all(handlers.all().map(async (handler) => ((await handler.cli.knows(id)) ? handler.cli : undefined)));
+      cli = knowing.find((found) => found !== undefined) ?? handlers.get(LEGACY_HANDLER)?.cli ?? handlers.default.cli;
+    }
+    this.clis.set(id, cli);
+    return cli;
+  }
+
+  private async createUnderConmon(request: CreateRequest, bundle: string, runc: Runc): Promise<{ pid: number }> {
     const args = [
       // A flag without a value: it selects the {"data": <pid>} form of the sync message.
       '--api-version',
@@ -245,11 +283,9 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async run(request: RunRequest): Promise<{ pid: number }> {
-    const bundle = this.bundleOf(request.id);
-    await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
-    await writeJsonAtomic(path.join(bundle, 'config.json'), request.spec, { durable: false });
+    const { bundle, runc } = await this.writeBundle(request);
     const pidFile = path.join(bundle, CONTAINER_PIDFILE);
-    await this.options.runc.runDetached(request.id, bundle, pidFile, this.createTimeoutMs);
+    await runc.runDetached(request.id, bundle, pidFile, this.createTimeoutMs);
     const pid = await readPid(pidFile);
     const identity = pid === undefined ? undefined : await identityOf(pid);
     if (!identity) throw new InternalError(`container ${request.id} ended as soon as runc started it`);
@@ -260,7 +296,7 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async start(id: string): Promise<void> {
-    await this.options.runc.start(id);
+    await (await this.cliOf(id)).start(id);
   }
 
   /**
@@ -290,7 +326,7 @@ export class ConmonRuntime implements OciRuntime {
     // no runc to spawn. Every process, or an init not known, is runc's to find.
     const signalNumber = signalNumberOf(signal);
     const identity = all || signalNumber === undefined ? undefined : await this.identityOf(id);
-    if (!identity || signalNumber === undefined) return this.options.runc.kill(id, signal, all);
+    if (!identity || signalNumber === undefined) return (await this.cliOf(id)).kill(id, signal, all);
     if (!(await signalProcess(identity, signalNumber))) return false;
     if (this.unmonitored.identityOf(id)) {
       this.signalled.set(id, signalNumber);
@@ -300,18 +336,18 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async state(id: string): Promise<RuntimeState | undefined> {
-    const state = await this.options.runc.state(id);
+    const state = await (await this.cliOf(id)).state(id);
     return state && { status: state.status, pid: state.pid };
   }
 
   async update(id: string, resources: OciResources): Promise<void> {
-    await this.options.runc.update(id, resources);
+    await (await this.cliOf(id)).update(id, resources);
   }
 
   async exec(id: string, command: string[], options: ExecOptions = {}): Promise<ExecOutcome> {
     const session = await this.openSession(id, await this.execProcess(id, command, false));
     try {
-      return await this.options.runc.exec(id, session.processFile, path.join(session.dir, EXEC_PIDFILE), options);
+      return await (await this.cliOf(id)).exec(id, session.processFile, path.join(session.dir, EXEC_PIDFILE), options);
     } finally {
       await this.closeSession(session.dir);
     }
@@ -344,7 +380,7 @@ export class ConmonRuntime implements OciRuntime {
       if (serving) ending = this.endSessions([session.dir]);
     });
     try {
-      if (!options.tty) return await this.options.runc.execAttached(id, session.processFile, options.io);
+      if (!options.tty) return await (await this.cliOf(id)).execAttached(id, session.processFile, options.io);
       return await this.execWithTerminal(id, session, options.io, options.resizes);
     } finally {
       serving = false;
@@ -413,7 +449,7 @@ export class ConmonRuntime implements OciRuntime {
    * sync pipe then carries the process's pid and finally its exit code.
    */
   private async execWithTerminal(id: string, session: ExecSession, io: StreamIO, resizes?: ResizeSource): Promise<number> {
-    const { runc } = this.options;
+    const runc = await this.cliOf(id);
     const { dir, processFile } = session;
     const execId = `${id.slice(0, 12)}-exec-${path.basename(dir)}`;
     // As for create, the launcher leads a group of its own and the real conmon a session of
@@ -486,7 +522,7 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async release(id: string): Promise<void> {
-    await this.options.runc.delete(id, false);
+    await (await this.cliOf(id)).delete(id, false);
   }
 
   async delete(id: string): Promise<void> {
@@ -495,7 +531,8 @@ export class ConmonRuntime implements OciRuntime {
     this.unmonitored.forget(id);
     this.identities.delete(id);
     this.signalled.delete(id);
-    await this.options.runc.delete(id, true);
+    await (await this.cliOf(id)).delete(id, true);
+    this.clis.delete(id);
     // The delete killed every process of the container, exec'd ones too; their monitors end
     // moments later, and must be gone before the bundle with their session directories goes.
     await this.endSessions(await sessionDirsOf(bundle));
@@ -561,7 +598,7 @@ export class ConmonRuntime implements OciRuntime {
   private async abandon(request: CreateRequest, bundle: string, launcher: ChildProcess): Promise<void> {
     await killLaunched(launcher, path.join(bundle, CONMON_PIDFILE));
     try {
-      await this.options.runc.delete(request.id, true);
+      await (await this.cliOf(request.id)).delete(request.id, true);
     } catch (err) {
       request.log.warn({ err: messageOf(err) }, 'runc delete after failed create');
     }

@@ -28,7 +28,10 @@ export interface RuncState {
   bundle: string;
 }
 
-/** Thin typed wrapper over the runc CLI, all calls under one `--root`. */
+/**
+ * Thin typed wrapper over runc's command line, which crun shares, all calls under one
+ * `--root`: one per runtime handler.
+ */
 export class Runc {
   constructor(
     readonly binary: string,
@@ -65,8 +68,17 @@ export class Runc {
    * a log file in the bundle, read back when it fails.
    */
   async runDetached(id: string, bundle: string, pidFile: string, timeoutMs: number): Promise<void> {
+    await this.withoutStdio(['run', '--detach', '--bundle', bundle, '--pid-file', pidFile, id], bundle, timeoutMs);
+  }
+
+  /** `runc create` with no stdio and no monitor: a container that is never started (a probe). */
+  async createDetached(id: string, bundle: string, timeoutMs: number): Promise<void> {
+    await this.withoutStdio(['create', '--bundle', bundle, id], bundle, timeoutMs);
+  }
+
+  private async withoutStdio(command: string[], bundle: string, timeoutMs: number): Promise<void> {
     const logFile = path.join(bundle, RUN_LOG_FILE);
-    const args = [`--log=${logFile}`, '--log-format=json', ...this.globalArgs(), 'run', '--detach', '--bundle', bundle, '--pid-file', pidFile, id];
+    const args = [`--log=${logFile}`, '--log-format=json', ...this.globalArgs(), ...command];
     const result = await exec(this.binary, args, { silent: true, timeoutMs });
     if (result.exitCode === 0) return;
     const logged = await errorsLoggedIn(logFile);

@@ -14,13 +14,15 @@ export interface ContainerIO {
 
 export interface CreateRequest {
   id: string;
+  /** The runtime handler (a configured name) whose runtime creates and manages it. */
+  handler: string;
   spec: OciSpec;
   io: ContainerIO;
   log: Logger;
 }
 
 /** A container started by `run`: its spec only. */
-export type RunRequest = Pick<CreateRequest, 'id' | 'spec'>;
+export type RunRequest = Pick<CreateRequest, 'id' | 'handler' | 'spec'>;
 
 /** A container as the OCI runtime sees it (the runtime spec's state), in tscri's terms. */
 export interface RuntimeState {

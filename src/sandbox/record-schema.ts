@@ -37,6 +37,7 @@ const checkSandboxRecord = object({
   name: string(),
   config: storedConfig,
   runtimeHandler: string(),
+  ociRuntime: optional(string(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a runtime handler name')),
   createdAt: decimal,
   phase: literal('creating', 'ready', 'stopped'),
   namespaces: object({ network: MODE, pid: MODE, ipc: MODE, target_id: string() }),

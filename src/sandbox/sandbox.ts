@@ -33,7 +33,10 @@ export interface SandboxRecord {
   /** The reserved `<name>_<namespace>_<uid>_<attempt>`. */
   name: string;
   config: cri.PodSandboxConfig;
+  /** The handler RunPodSandbox named ("" for the node's default), reported back as asked. */
   runtimeHandler: string;
+  /** The configured handler whose OCI runtime runs the pod's containers; absent: runc (older records). */
+  ociRuntime?: string;
   /** Nanoseconds since the epoch. */
   createdAt: string;
   phase: SandboxPhase;

@@ -5,7 +5,7 @@ import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import { FailedPreconditionError, InvalidArgumentError, messageOf } from '../errors.js';
-import type { RuntimeFeatures } from '../oci/features.js';
+import { LEGACY_HANDLER, type RuntimeHandler, type RuntimeHandlers } from '../oci/handlers.js';
 import type { ContainerEvents, ContainerEventType } from '../container/events.js';
 import type { SandboxImage } from '../image/builtin-pause.js';
 import { podCniArgs } from '../network/cni/args.js';
@@ -42,8 +42,7 @@ import { quote } from '../validation/fields.js';
 
 /** The interface name of the pod's network inside its namespace. */
 export const POD_IFNAME = 'eth0';
-/** Runtime handlers tscri serves: the default ("") and runc by name. */
-export const RUNTIME_HANDLERS = ['', 'runc'] as const;
+
 /**
  * How long a pod whose RunPodSandbox client gave up waits for the retry before it is removed:
  * the kubelet retries at once, and gives a call 4 minutes.
@@ -66,7 +65,8 @@ export interface SandboxServiceDeps {
   /** Where the pod's own lifecycle events go, beside its containers' (evented PLEG). */
   events: ContainerEvents;
   /** What the OCI runtime and kernel can do (probed at start). */
-  features: RuntimeFeatures;
+  /** The OCI runtimes pods choose among (RunPodSandbox.runtime_handler). */
+  handlers: RuntimeHandlers;
   network: NetworkManager;
   runtime: OciRuntime;
   /** The image pause containers run (built in, or pulled once the image service exists). */
@@ -143,11 +143,13 @@ export class SandboxService {
    * A pod in a user namespace of its own cannot be made here without idmapped mounts: refuse
    * it clearly rather than run it in the host's user namespace, which is what it asked not to.
    */
-  private checkFeatures(config: cri.PodSandboxConfig): void {
+  private checkFeatures(config: cri.PodSandboxConfig, handler: RuntimeHandler): void {
     checkCgroupParentForDriver(config.linux?.cgroup_parent ?? '', this.deps.config.cgroupDriver);
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
-    if (userns?.mode === 'POD' && !this.deps.features.userNamespaces) {
-      throw new FailedPreconditionError(`user namespaces for pods (userns_options mode POD) are not available here: ${this.deps.features.missing.userNamespaces}`);
+    if (userns?.mode === 'POD' && !handler.features.userNamespaces) {
+      throw new FailedPreconditionError(
+        `user namespaces for pods (userns_options mode POD) are not available with runtime handler ${handler.name}: ${handler.features.missing.userNamespaces}`,
+      );
     }
   }
 
@@ -192,17 +194,17 @@ export class SandboxService {
    */
   async run(config: cri.PodSandboxConfig | null, runtimeHandler: string, baseLog: Logger, signal?: AbortSignal): Promise<string> {
     validateSandboxConfig(config);
-    checkRuntimeHandler(runtimeHandler);
-    this.checkFeatures(config);
+    const handler = this.deps.handlers.select(runtimeHandler);
+    this.checkFeatures(config, handler);
     const start = (): Promise<string> => {
       const id = newId();
-      return this.locks.run(id, () => this.runLocked(id, config, runtimeHandler, baseLog.child({ podSandboxId: id })));
+      return this.locks.run(id, () => this.runLocked(id, config, { asked: runtimeHandler, name: handler.name }, baseLog.child({ podSandboxId: id })));
     };
     return this.parked.create(sandboxNameOf(config.metadata!), start, baseLog, signal);
   }
 
-  private async runLocked(id: string, config: cri.PodSandboxConfig, runtimeHandler: string, log: Logger): Promise<string> {
-    const record = this.newRecord(id, config, runtimeHandler);
+  private async runLocked(id: string, config: cri.PodSandboxConfig, handler: HandlerChoice, log: Logger): Promise<string> {
+    const record = this.newRecord(id, config, handler);
     const undo = new UndoStack();
     const timings = record.timings;
     const step = stepTimer(timings, 'RunPodSandbox');
@@ -259,7 +261,7 @@ export class SandboxService {
     }
   }
 
-  private newRecord(id: string, config: cri.PodSandboxConfig, runtimeHandler: string): SandboxRecord {
+  private newRecord(id: string, config: cri.PodSandboxConfig, handler: HandlerChoice): SandboxRecord {
     const namespaces = namespaceOptionsOf(config);
     const cgroupParent = config.linux?.cgroup_parent || this.deps.config.defaultCgroupParent;
     return {
@@ -267,7 +269,8 @@ export class SandboxService {
       id,
       name: sandboxNameOf(config.metadata!),
       config,
-      runtimeHandler,
+      runtimeHandler: handler.asked,
+      ociRuntime: handler.name,
       createdAt: nowNanos(),
       phase: 'creating',
       namespaces,
@@ -309,7 +312,7 @@ export class SandboxService {
       ownOomScoreAdj: this.deps.ownOomScoreAdj,
     });
     undo.push('delete pause container', () => this.deps.runtime.delete(record.id));
-    const { pid } = await this.deps.runtime.run({ id: record.id, spec });
+    const { pid } = await this.deps.runtime.run({ id: record.id, handler: handlerNameOf(record), spec });
     return pid;
   }
 
@@ -495,10 +498,15 @@ function checkCgroupParentForDriver(parent: string, driver: Config['cgroupDriver
   if (driver === 'systemd') expandSlice(parent);
 }
 
-function checkRuntimeHandler(handler: string): void {
-  if (!(RUNTIME_HANDLERS as readonly string[]).includes(handler)) {
-    throw new InvalidArgumentError(`runtime_handler: ${quote(handler)} is not configured (tscri serves: runc)`);
-  }
+/** The handler a RunPodSandbox named ("" for the default), and the configured one that serves it. */
+interface HandlerChoice {
+  asked: string;
+  name: string;
+}
+
+/** The configured handler that runs a pod's containers; runc for pods made before handlers existed. */
+export function handlerNameOf(record: SandboxRecord): string {
+  return record.ociRuntime ?? LEGACY_HANDLER;
 }
 
 /** The CNI attachment of a sandbox: CNI_ARGS with the pod's labels, port mappings, DNS. */

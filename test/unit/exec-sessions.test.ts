@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConmonRuntime } from '../../src/oci/conmon.js';
 import { endExecSessions } from '../../src/oci/exec-sessions.js';
 import { parseStat } from '../../src/util/proc.js';
+import { RuntimeHandlers } from '../../src/oci/handlers.js';
 import { Runc } from '../../src/oci/runc.js';
 import { expectAllDead, isRunning } from './processes.js';
 
@@ -137,7 +138,10 @@ describe('ConmonRuntime exec sessions', () => {
     // An exec runs the container's own process with the command's arguments.
     await fs.writeFile(path.join(bundleRoot, id, 'config.json'), JSON.stringify({ process: { args: ['sleep'], cwd: '/' } }));
     // The stand-in plays runc: runc exec of a live ExecSync, and the monitor of a leftover session.
-    runtime = new ConmonRuntime({ conmon: '/usr/bin/conmon', runc: new Runc(monitor, path.join(dir, 'runc-root')), bundleRoot, exitDir: path.join(dir, 'exits'), logger: pino({ level: 'silent' }) });
+    const runc = new Runc(monitor, path.join(dir, 'runc-root'));
+    const features = { recursiveReadOnlyMounts: false, idmappedMounts: false, userNamespaces: false, runtimeVersion: 'stand-in', missing: {} };
+    const handlers = new RuntimeHandlers('runc', [{ name: 'runc', cli: runc, version: 'stand-in', features }]);
+    runtime = new ConmonRuntime({ conmon: '/usr/bin/conmon', handlers, bundleRoot, exitDir: path.join(dir, 'exits'), logger: pino({ level: 'silent' }) });
     await runtime.open();
   });
 
