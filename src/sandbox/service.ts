@@ -148,7 +148,7 @@ export class SandboxService {
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
     if (userns?.mode === 'POD' && !handler.features.userNamespaces) {
       throw new FailedPreconditionError(
-        `user namespaces for pods (userns_options mode POD) are not available with runtime handler ${handler.name}: ${handler.features.missing.userNamespaces}`,
+        `user namespaces for pods (userns_options mode POD) are not available here (runtime handler ${handler.name}): ${handler.features.missing.userNamespaces}`,
       );
     }
   }

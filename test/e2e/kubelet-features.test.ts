@@ -109,7 +109,7 @@ describe('what current kubelets ask of the runtime', () => {
     const mapping = [{ host_id: 100000, container_id: 0, length: 65536 }];
     await expect(daemon.runtime('RunPodSandbox', { config: userns({ mode: 'POD', uids: mapping, gids: mapping }) })).rejects.toMatchObject({
       code: grpcStatus.FAILED_PRECONDITION,
-      details: expect.stringMatching(/user namespaces for pods .* not available here: the OCI runtime \(1\.1\.\d[^)]*\) cannot make idmapped mounts/),
+      details: expect.stringMatching(/user namespaces for pods .* not available here \(runtime handler runc\): the OCI runtime \(1\.1\.\d[^)]*\) cannot make idmapped mounts/),
     });
     await expect(daemon.runtime('RunPodSandbox', { config: userns({ mode: 'POD', uids: mapping, gids: [] }) })).rejects.toMatchObject({
       code: grpcStatus.INVALID_ARGUMENT,
