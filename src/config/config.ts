@@ -11,6 +11,9 @@ import { InvalidArgumentError, errnoCode, messageOf } from '../errors.js';
  */
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+/** json: one object per line, for collectors; text: one readable line per entry, for a terminal. */
+export type LogFormat = 'json' | 'text';
 export type CgroupDriver = 'cgroupfs' | 'systemd';
 
 export interface RegistryMirror {
@@ -52,6 +55,7 @@ export interface Config {
   /** Image for pause containers; empty means the built-in pause image. */
   sandboxImage: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   cgroupDriver: CgroupDriver;
   /** Cgroup parent for pods whose config names none. */
   defaultCgroupParent: string;
@@ -80,6 +84,14 @@ export interface Config {
     mirrors: Record<string, RegistryMirror>;
     /** A pull that receives nothing (no response, no byte of any body) for this long is abandoned. */
     pullProgressTimeoutSeconds: number;
+    /** containerd's hosts directory: `<host>/hosts.toml` per registry; "" for none. */
+    configPath: string;
+    /** A node-wide `config.json` (its `auths`) for pulls the kubelet sends no credentials for; "" for none. */
+    authFile: string;
+  };
+  images: {
+    /** Image tarballs found here are loaded at start and when they appear; "" for none. */
+    importDir: string;
   };
   streaming: {
     address: string;
@@ -102,6 +114,7 @@ export function defaultConfig(): Config {
     state: '/run/tscri',
     sandboxImage: '',
     logLevel: 'info',
+    logFormat: 'json',
     cgroupDriver: 'cgroupfs',
     defaultCgroupParent: '/tscri',
     seccompProfileRoot: '/var/lib/kubelet/seccomp',
@@ -113,7 +126,8 @@ export function defaultConfig(): Config {
       defaultNetwork: { name: 'tscri-default', bridge: 'tscri0', subnet: '10.88.0.0/16' },
       pluginTimeoutMs: 180_000, // network/cni/exec.ts DEFAULT_PLUGIN_TIMEOUT_MS
     },
-    registry: { mirrors: {}, pullProgressTimeoutSeconds: 60 },
+    registry: { mirrors: {}, pullProgressTimeoutSeconds: 60, configPath: '/etc/tscri/certs.d', authFile: '' },
+    images: { importDir: '' },
     streaming: { address: '127.0.0.1', port: 0, tokenTtlSeconds: 60 },
   };
 }
@@ -160,7 +174,7 @@ function defaultCgroupParentOf(r: Reader, driver: CgroupDriver): string | undefi
 function compile(r: Reader): Config {
   const cfg = defaultConfig();
   r.allowOnly([
-    'listen', 'root', 'state', 'sandbox_image', 'log_level', 'cgroup_driver',
+    'listen', 'root', 'state', 'sandbox_image', 'log_level', 'log_format', 'cgroup_driver', 'images',
     'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cdi', 'cni', 'registry', 'streaming', 'metrics',
   ]);
   const listen = r.string('listen');
@@ -168,7 +182,8 @@ function compile(r: Reader): Config {
   cfg.root = r.absolutePath('root') ?? cfg.root;
   cfg.state = r.absolutePath('state') ?? cfg.state;
   cfg.sandboxImage = r.string('sandbox_image') ?? cfg.sandboxImage;
-  cfg.logLevel = r.oneOf('log_level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const) ?? cfg.logLevel;
+  cfg.logLevel = r.oneOf('log_level', LOG_LEVELS) ?? cfg.logLevel;
+  cfg.logFormat = r.oneOf('log_format', ['json', 'text'] as const) ?? cfg.logFormat;
   cfg.cgroupDriver = r.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
   cfg.defaultCgroupParent = defaultCgroupParentOf(r, cfg.cgroupDriver) ?? cfg.defaultCgroupParent;
   cfg.seccompProfileRoot = r.absolutePath('seccomp_profile_root') ?? cfg.seccompProfileRoot;
@@ -190,7 +205,11 @@ function compile(r: Reader): Config {
 
   const registry = r.table('registry');
   if (registry) {
-    registry.allowOnly(['mirrors', 'pull_progress_timeout_seconds']);
+    registry.allowOnly(['mirrors', 'pull_progress_timeout_seconds', 'config_path', 'auth_file']);
+    const configPath = registry.string('config_path');
+    if (configPath !== undefined) cfg.registry.configPath = configPath === '' ? '' : registry.absolutePath('config_path')!;
+    const authFile = registry.string('auth_file');
+    if (authFile !== undefined) cfg.registry.authFile = authFile === '' ? '' : registry.absolutePath('auth_file')!;
     const progressTimeout = registry.integer('pull_progress_timeout_seconds');
     if (progressTimeout !== undefined) {
       if (progressTimeout < 1 || progressTimeout > 86_400) throw registry.invalid('pull_progress_timeout_seconds', 'must be between 1 and 86400');
@@ -204,6 +223,13 @@ function compile(r: Reader): Config {
       for (const endpoint of endpoints) checkEndpoint(endpoint, `${mirror.origin}.endpoints`);
       cfg.registry.mirrors[host] = { endpoints };
     }
+  }
+
+  const images = r.table('images');
+  if (images) {
+    images.allowOnly(['import_dir']);
+    const importDir = images.string('import_dir');
+    if (importDir !== undefined) cfg.images.importDir = importDir === '' ? '' : images.absolutePath('import_dir')!;
   }
 
   const streaming = r.table('streaming');

@@ -117,4 +117,18 @@ root = "/run/runc-debug"
     expect(parseConfig('[cdi]\nspec_dirs = ["/srv/cdi/"]').cdi.specDirs).toEqual(['/srv/cdi/']);
     expect(parseConfig('[cdi]\nspec_dirs = []').cdi.specDirs).toEqual([]);
   });
+
+  it('reads the registry hosts directory, auth file, import directory and log format', () => {
+    const defaults = parseConfig('');
+    expect(defaults.registry).toMatchObject({ configPath: '/etc/tscri/certs.d', authFile: '' });
+    expect(defaults.images.importDir).toBe('');
+    expect(defaults.logFormat).toBe('json');
+    const config = parseConfig('log_format = "text"\n[registry]\nconfig_path = "/etc/containerd/certs.d"\nauth_file = "/root/.docker/config.json"\n[images]\nimport_dir = "/var/lib/tscri/import"');
+    expect(config.registry).toMatchObject({ configPath: '/etc/containerd/certs.d', authFile: '/root/.docker/config.json' });
+    expect(config.images.importDir).toBe('/var/lib/tscri/import');
+    expect(config.logFormat).toBe('text');
+    expect(parseConfig('[registry]\nconfig_path = ""').registry.configPath).toBe('');
+    expect(() => parseConfig('[images]\nimport_dir = "import"')).toThrow(/images\.import_dir: must be an absolute path/);
+    expect(() => parseConfig('log_format = "pretty"')).toThrow(/log_format: must be one of json, text/);
+  });
 });
