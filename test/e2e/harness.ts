@@ -65,6 +65,8 @@ export interface DaemonOptions {
   extraToml?: string;
   /** The systemd cgroup driver, with a slice of the run's own as the default parent. */
   systemdDriver?: boolean;
+  /** Environment variables the daemon gets on top of this process's (proxies, NOTIFY_SOCKET). */
+  env?: Record<string, string>;
 }
 
 export interface TestDirs {
@@ -88,6 +90,7 @@ export class TestDaemon {
     readonly plan: NetworkPlan,
     readonly socket: string,
     readonly configFile: string,
+    private readonly env: Record<string, string> = {},
   ) {}
 
   /** The daemon's process id while it runs (to read its memory from /proc). */
@@ -99,6 +102,7 @@ export class TestDaemon {
   async start(): Promise<void> {
     // Through the script's shebang, as `tscri daemon` runs, with the V8 flags it names.
     const child = spawn(TSCRI_BIN, ['daemon', '--config', this.configFile], {
+      env: { ...process.env, ...this.env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const mirror = process.env.TSCRI_E2E_LOGS ? path.join(process.env.TSCRI_E2E_LOGS, `${path.basename(this.dirs.base)}.log`) : undefined;
@@ -274,7 +278,7 @@ export async function startTestDaemon(options: DaemonOptions = {}): Promise<Test
         : `default_network = false`,
     ].join('\n') + '\n',
   );
-  const daemon = new TestDaemon(dirs, plan, socket, configFile);
+  const daemon = new TestDaemon(dirs, plan, socket, configFile, options.env);
   try {
     await daemon.start();
   } catch (err) {
