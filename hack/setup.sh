@@ -6,7 +6,9 @@
 #   runtime:  runc, conmon, CNI reference plugins, iptables, iproute2, catatonit, util-linux
 #             (mount, nsenter), attr (setfattr), socat (port forwarding)
 #   tests:    busybox-static (test images), docker-registry (each run's own registry),
-#             bsdutils (script, for tty tests), crun (a second runtime handler)
+#             bsdutils (script, for tty tests), crun (a second runtime handler),
+#             perl-base (the seccomp tests' system call probe, a test htpasswd's bcrypt),
+#             zstd (a zstd test image), openssl (the registry tests' CA and certificates)
 #   critest:  gcc, libc6-dev (hack/conformance builds two static helpers)
 #   kernel:   overlayfs, bridge, veth, br_netfilter; cgroups mounted
 #   sysctls:  net.ipv4.ip_forward=1, net.bridge.bridge-nf-call-iptables=1
@@ -14,7 +16,7 @@
 set -euo pipefail
 
 RUNTIME_PACKAGES=(runc conmon containernetworking-plugins iptables iproute2 catatonit util-linux mount attr socat)
-TEST_PACKAGES=(busybox-static docker-registry bsdutils crun)
+TEST_PACKAGES=(busybox-static docker-registry bsdutils crun perl-base zstd openssl)
 CRITEST_PACKAGES=(gcc libc6-dev)
 
 fail() { echo "hack/setup.sh: $*" >&2; exit 1; }

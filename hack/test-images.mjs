@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The images tscri's end-to-end tests pull, built only from Debian binaries (busybox-static,
-// catatonit) and pushed to a registry as tscri-test/<name>:<tag>. The e2e tests push them to
+// catatonit, perl-base's perl with its libraries) and pushed to a registry as tscri-test/<name>:<tag>. The e2e tests push them to
 // a registry of their own (test/e2e/global-setup.ts); by hand:
 //
 //   node hack/test-images.mjs --registry HOST:PORT
@@ -8,6 +8,8 @@
 // Building is deterministic (hack/lib/images.mjs), so digests are the same on every run and
 // pushing again skips every tag that already points at the same manifest.
 import { execFileSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { image, index, layer, push } from './lib/images.mjs';
@@ -15,6 +17,7 @@ import { image, index, layer, push } from './lib/images.mjs';
 export const REPOSITORY_PREFIX = 'tscri-test';
 const BUSYBOX = '/usr/bin/busybox';
 const CATATONIT = '/usr/bin/catatonit';
+const PERL = '/usr/bin/perl';
 const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const PAUSE_CONFIG = { Entrypoint: ['/pause', '-P'], User: '65535:65535' };
 const BUSYBOX_CONFIG = { Env: [PATH_ENV], Cmd: ['sh'] };
@@ -94,6 +97,78 @@ async function whiteout() {
   return image({ layers: [lower, upper], config: PAUSE_CONFIG });
 }
 
+/** `binary` and the shared libraries (and loader) ldd says it needs, at the paths ldd names. */
+function withLibraries(binary) {
+  const needed = execFileSync('ldd', [binary], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1])
+    .filter(Boolean);
+  return [binary, ...needed].map((file) => ({ path: file.slice(1), type: 'file', source: realpathSync(file), mode: 0o755 }));
+}
+
+/** `entries` preceded by one directory entry for each of their parents. */
+function withParents(entries) {
+  const parents = new Set();
+  for (const { path } of entries) {
+    const parts = dirname(path).split('/').filter((part) => part && part !== '.');
+    parts.forEach((_, i) => parents.add(parts.slice(0, i + 1).join('/')));
+  }
+  return [...dirs(...parents), ...entries];
+}
+
+/**
+ * System call numbers for the probe, by Node's name of the host architecture (the probe's perl
+ * is the host's). From the kernel's syscall tables: x86-64's own, and the generic one arm64 uses.
+ */
+const SYSCALL_NUMBERS = {
+  x64: { keyctl: 250, add_key: 248, kcmp: 312, ptrace: 101, personality: 135, socket: 41, io_uring_setup: 425, clone3: 435, unshare: 272 },
+  arm64: { keyctl: 219, add_key: 217, kcmp: 272, ptrace: 117, personality: 92, socket: 198, io_uring_setup: 425, clone3: 435, unshare: 97 },
+};
+
+/**
+ * `syscall-probe NAME [PID]`: makes one system call the seccomp tests care about with fixed
+ * arguments and prints `ok <result>` (exit 0) or `errno <n>` (exit 1). Perl's syscall() needs
+ * no compiler and no module, so one Debian binary covers calls no busybox applet makes.
+ */
+function syscallProbe() {
+  const numbers = SYSCALL_NUMBERS[process.arch] ?? {};
+  const table = Object.entries(numbers).map(([name, nr]) => `  ${name} => ${nr},`).join('\n');
+  return `#!/usr/bin/perl
+my %nr = (
+${table}
+);
+my ($name, $pid) = @ARGV;
+# syscall() passes a string as a pointer: numbers must be numbers, and strings writable copies.
+my $self = $$ + 0;
+my ($type, $description, $payload, $params) = ('user', 'tscri', 'v', "\\0" x 120);
+my %call = (
+  keyctl => sub { syscall($nr{keyctl}, 0, -3, 1) },              # KEYCTL_GET_KEYRING_ID, session, create
+  add_key => sub { syscall($nr{add_key}, $type, $description, $payload, 1, -3) },
+  kcmp => sub { syscall($nr{kcmp}, $self, $self, 0, 0, 0) },      # KCMP_FILE: fd 0 against itself
+  ptrace => sub { syscall($nr{ptrace}, 16, $pid + 0, 0, 0) },     # PTRACE_ATTACH
+  personality => sub { syscall($nr{personality}, 0x0040000) },    # ADDR_NO_RANDOMIZE
+  vsock => sub { syscall($nr{socket}, 40, 1, 0) },                 # AF_VSOCK, SOCK_STREAM
+  inet => sub { syscall($nr{socket}, 2, 1, 0) },                   # AF_INET, SOCK_STREAM
+  io_uring => sub { syscall($nr{io_uring_setup}, 1, $params) },
+  clone3 => sub { syscall($nr{clone3}, 0, 0) },                    # no arguments: EINVAL if it runs at all
+  userns => sub { syscall($nr{unshare}, 0x10000000) },             # CLONE_NEWUSER
+);
+die "syscall-probe: no system call numbers for this architecture\\n" unless %nr;
+die "usage: syscall-probe " . join('|', sort keys %call) . " [pid]\\n" unless $call{$name};
+my $result = $call{$name}->();
+if ($result == -1) { print "errno ", $! + 0, "\\n"; exit 1; }
+print "ok $result\\n";
+`;
+}
+
+/** busybox plus perl and a probe that makes single system calls (the seccomp tests). */
+async function syscalls(busyboxLayer) {
+  const probe = await layer(
+    withParents([...withLibraries(PERL), { path: 'usr/local/bin/syscall-probe', type: 'file', content: syscallProbe(), mode: 0o755 }]),
+  );
+  return image({ layers: [busyboxLayer, probe], config: BUSYBOX_CONFIG });
+}
+
 /**
  * The catalogue: `name:tag` → how to build it, pushed as tscri-test/<name>:<tag>. The names
  * are known without building anything, so tests can be checked against them before any runs
@@ -119,6 +194,10 @@ const CATALOGUE = [
   ['user:name-group', ({ withConfig }) => withConfig({ User: 'www-data:extra' })],
   // A stop signal other than SIGTERM: StopContainer must send it first.
   ['stopsignal:1.0', ({ withConfig }) => withConfig({ StopSignal: 'SIGUSR1' })],
+  // busybox's files and /etc/compression in a zstd-compressed layer (tar+zstd).
+  ['busybox-zstd:1.0', async () => image({ layers: [await layer([...busyboxEntries(), { path: 'etc/compression', content: 'zstd\n' }], { compression: 'zstd' })], config: BUSYBOX_CONFIG })],
+  // Single system calls for the seccomp tests, through the host's perl.
+  ['syscalls:1.0', ({ busyboxLayer }) => syscalls(busyboxLayer)],
 ];
 
 /** Every `name:tag` the catalogue holds, in its order. */

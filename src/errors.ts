@@ -104,6 +104,20 @@ export function isNotFound(err: unknown): boolean {
   return err instanceof TscriError && err.code === 'NotFound';
 }
 
+/** Codes that name the client's mistake: the daemon did its job by refusing. */
+const CLIENT_MISTAKES: ReadonlySet<ErrorCode> = new Set(['InvalidArgument', 'NotFound', 'AlreadyExists', 'FailedPrecondition', 'Unimplemented']);
+
+/**
+ * The level a failure is logged at, one per outcome, so that `level>=error` finds only what
+ * needs an operator: a refused request is info, a call that ran out of time or capacity (or
+ * was cancelled) is warn, a failure of the runtime (runc, conmon, CNI, a bug) is error.
+ */
+export function logLevelOf(err: unknown): 'info' | 'warn' | 'error' {
+  if (!(err instanceof TscriError)) return 'error';
+  if (CLIENT_MISTAKES.has(err.code)) return 'info';
+  return err.code === 'Internal' ? 'error' : 'warn';
+}
+
 /** The message of any thrown value, for logs and wrapped errors. */
 export function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message;

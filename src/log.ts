@@ -1,14 +1,20 @@
-import { pino, type Logger } from 'pino';
-import type { LogLevel } from './config/config.js';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { LogFormat, LogLevel } from './config/config.js';
 
 export type { Logger };
 
 /**
- * The daemon's root logger: JSON lines on stderr, written synchronously so that the last
- * lines before a crash are not lost in a buffer. Operations log through children that carry
- * `podSandboxId` / `containerId`, so every line of one operation can be found by id.
+ * The daemon's root logger on stderr, written synchronously so that the last lines before a
+ * crash are not lost in a buffer. Operations log through children that carry
+ * `podSandboxId` / `containerId` (and the pod's name and namespace), so every line of one
+ * operation can be found by id or by pod.
+ *
+ * Every line passes through `rewriteLine` on its way out: pino appends a child's bindings
+ * and a call's fields after its parent's without looking (a documented trade-off for speed),
+ * so a key bound twice would appear twice, which many collectors reject. Parsing the line
+ * keeps the most specific value of each key, and the same step renders the text format.
  */
-export function createLogger(level: LogLevel): Logger {
+export function createLogger(level: LogLevel, format: LogFormat = 'json', out: DestinationStream = pino.destination({ dest: 2, sync: true })): Logger {
   return pino(
     {
       level,
@@ -16,11 +22,42 @@ export function createLogger(level: LogLevel): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ dest: 2, sync: true }),
+    { write: (line: string) => out.write(rewriteLine(line, format)) },
   );
 }
 
 /** A logger that drops everything, for tests and tools that need none. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/** Fields the text format shows in its fixed columns, or (pid) not at all. */
+const TEXT_FIXED = new Set(['time', 'level', 'msg', 'pid']);
+
+/**
+ * One pino line as it is written: JSON with each key once (the last value, which is the
+ * child's or the call's own, wins), or a readable `time LEVEL msg key=value…` line.
+ */
+export function rewriteLine(line: string, format: LogFormat): string {
+  let entry: Record<string, unknown>;
+  try {
+    entry = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line; // not ours to judge: pass it on as it came
+  }
+  return format === 'text' ? `${textLine(entry)}\n` : `${JSON.stringify(entry)}\n`;
+}
+
+function textLine(entry: Record<string, unknown>): string {
+  const head = [String(entry.time ?? ''), String(entry.level ?? '').toUpperCase().padEnd(5), String(entry.msg ?? '').replace(/\n/g, '\\n')];
+  const fields = Object.entries(entry)
+    .filter(([key, value]) => !TEXT_FIXED.has(key) && value !== undefined)
+    .map(([key, value]) => `${key}=${textValue(value)}`);
+  return [...head, ...fields].join(' ').trimEnd();
+}
+
+/** Bare when unambiguous; quoted (JSON) when a space, quote or `=` would blur the line. */
+function textValue(value: unknown): string {
+  if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value);
+  return JSON.stringify(value) ?? String(value);
 }

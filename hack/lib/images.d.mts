@@ -5,6 +5,7 @@ export declare const MEDIA_TYPES: Readonly<{
   ociManifest: 'application/vnd.oci.image.manifest.v1+json';
   ociConfig: 'application/vnd.oci.image.config.v1+json';
   ociLayer: 'application/vnd.oci.image.layer.v1.tar+gzip';
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd';
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json';
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json';
   dockerConfig: 'application/vnd.docker.container.image.v1+json';
@@ -84,6 +85,8 @@ export type LayerEntry =
 export interface TarOptions {
   /** `sorted` (default: by name, hard links last) or `given` (for hostile layers). */
   order?: 'sorted' | 'given';
+  /** Layer compression (default gzip); zstd runs the zstd command. */
+  compression?: 'gzip' | 'zstd';
 }
 
 /** A Docker/OCI image config's `config` object; written as given. */

@@ -5,6 +5,7 @@
 // Building is deterministic so that digests are the same on every run and on every machine
 // with the same input files: every tar entry has the same mtime and numeric owners with empty
 // owner names, entries are sorted, and gzip (node:zlib) writes no timestamp.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -15,6 +16,7 @@ export const MEDIA_TYPES = Object.freeze({
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
@@ -142,11 +144,19 @@ export async function tarOf(entries, { order = 'sorted' } = {}) {
 /**
  * A gzip-compressed layer: the blob plus its diff_id, the digest of the uncompressed tar
  * (what an image config's rootfs lists). Its media type is OCI's; an image in Docker format
- * lists it under Docker's layer media type (the bytes are the same).
+ * lists it under Docker's layer media type (the bytes are the same). `compression: 'zstd'`
+ * compresses with the zstd command instead (Debian's zstd package; single-threaded, so its
+ * output depends only on the input and zstd's version), as OCI's tar+zstd, in either format.
  */
 export async function layer(entries, options = {}) {
   const tar = await tarOf(entries, options);
+  if (options.compression === 'zstd') return { ...blob(zstdSync(tar), MEDIA_TYPES.ociLayerZstd), diffId: sha256(tar) };
   return { ...blob(gzipSync(tar, { level: 6 }), MEDIA_TYPES.ociLayer), diffId: sha256(tar) };
+}
+
+/** zstd level 3 with the content size and checksum in the frame header, like `zstd FILE`. */
+function zstdSync(bytes) {
+  return execFileSync('zstd', ['-q', '-c', '-3', '--single-thread', `--stream-size=${bytes.length}`], { input: bytes, maxBuffer: 1 << 30 });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +186,8 @@ export function image({ layers, config = {}, platform = HOST_PLATFORM, format = 
     history: history ?? layers.map(() => ({ created, created_by: 'hack/lib/images.mjs' })),
   };
   const configBlob = jsonBlob(configDocument, types.config);
-  const imageLayers = layers.map((l) => ({ ...l, mediaType: types.layer }));
+  // zstd has no Docker media type: such a layer keeps OCI's in either format.
+  const imageLayers = layers.map((l) => ({ ...l, mediaType: l.mediaType === MEDIA_TYPES.ociLayerZstd ? l.mediaType : types.layer }));
   const manifest = jsonBlob(
     {
       schemaVersion: 2,

@@ -50,7 +50,8 @@ export function connect(runtimeEndpoint: string, imageEndpoint = runtimeEndpoint
   };
 }
 
-function grpcAddress(endpoint: string): string {
+/** The address grpc-js dials for an endpoint (unix:///path or a bare path). */
+export function grpcAddress(endpoint: string): string {
   if (endpoint.startsWith('unix://')) return endpoint;
   if (endpoint.startsWith('unix:')) return `unix://${endpoint.slice('unix:'.length)}`;
   if (endpoint.startsWith('/')) return `unix://${endpoint}`;

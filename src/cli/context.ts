@@ -11,10 +11,17 @@ export interface ClientContext {
 }
 
 export function clientContext(command: Command): ClientContext {
-  const opts = command.optsWithGlobals<{ runtimeEndpoint?: string; imageEndpoint?: string; timeout?: string }>();
+  const { runtimeEndpoint, imageEndpoint } = endpointsOf(command);
+  const opts = command.optsWithGlobals<{ timeout?: string }>();
+  return { clients: connect(runtimeEndpoint, imageEndpoint), timeoutMs: parseDuration(opts.timeout ?? '2m') };
+}
+
+/** The endpoints the global options, or else the environment, name. */
+export function endpointsOf(command: Command): { runtimeEndpoint: string; imageEndpoint: string } {
+  const opts = command.optsWithGlobals<{ runtimeEndpoint?: string; imageEndpoint?: string }>();
   const runtimeEndpoint = opts.runtimeEndpoint ?? process.env.CONTAINER_RUNTIME_ENDPOINT ?? DEFAULT_ENDPOINT;
   const imageEndpoint = opts.imageEndpoint ?? process.env.IMAGE_SERVICE_ENDPOINT ?? runtimeEndpoint;
-  return { clients: connect(runtimeEndpoint, imageEndpoint), timeoutMs: parseDuration(opts.timeout ?? '2m') };
+  return { runtimeEndpoint, imageEndpoint };
 }
 
 /** "500ms", "2s", "1m", "1h" or a bare number of seconds. */

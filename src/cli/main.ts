@@ -10,6 +10,7 @@ import { TSCRI_VERSION } from '../version.js';
 import { containerCommands } from './commands/container.js';
 import { daemonCommand } from './commands/daemon.js';
 import { imageCommands } from './commands/image.js';
+import { loadCommand } from './commands/load.js';
 import { runtimeCommands } from './commands/runtime.js';
 import { sandboxCommands } from './commands/sandbox.js';
 import { streamCommands } from './commands/stream.js';
@@ -27,7 +28,7 @@ const program = new Command('tscri')
   .exitOverride();
 
 program.addCommand(daemonCommand());
-for (const command of [...runtimeCommands(), ...sandboxCommands(), ...containerCommands(), ...streamCommands(), ...imageCommands()]) program.addCommand(command);
+for (const command of [...runtimeCommands(), ...sandboxCommands(), ...containerCommands(), ...streamCommands(), ...imageCommands(), loadCommand()]) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

@@ -61,6 +61,8 @@ export interface Config {
   defaultCgroupParent: string;
   /** Where Localhost seccomp profiles must be (kubelet's <root-dir>/seccomp). */
   seccompProfileRoot: string;
+  /** Label pods and containers on an SELinux host (off by default, as in containerd and CRI-O). */
+  enableSelinux: boolean;
   runtime: {
     conmon: string;
     /** The handler pods get when RunPodSandbox names none (a key of handlers). */
@@ -118,6 +120,7 @@ export function defaultConfig(): Config {
     cgroupDriver: 'cgroupfs',
     defaultCgroupParent: '/tscri',
     seccompProfileRoot: '/var/lib/kubelet/seccomp',
+    enableSelinux: false,
     runtime: { conmon: 'conmon', defaultHandler: 'runc', handlers: { runc: { path: 'runc', root: '/run/tscri/runc' } } },
     cdi: { specDirs: ['/etc/cdi', '/var/run/cdi'] },
     cni: {
@@ -175,7 +178,7 @@ function compile(r: Reader): Config {
   const cfg = defaultConfig();
   r.allowOnly([
     'listen', 'root', 'state', 'sandbox_image', 'log_level', 'log_format', 'cgroup_driver', 'images',
-    'default_cgroup_parent', 'seccomp_profile_root', 'runtime', 'cdi', 'cni', 'registry', 'streaming', 'metrics',
+    'default_cgroup_parent', 'seccomp_profile_root', 'enable_selinux', 'runtime', 'cdi', 'cni', 'registry', 'streaming', 'metrics',
   ]);
   const listen = r.string('listen');
   if (listen !== undefined) cfg.socketPath = socketPathOf(listen, r.origin);
@@ -187,6 +190,7 @@ function compile(r: Reader): Config {
   cfg.cgroupDriver = r.oneOf('cgroup_driver', ['cgroupfs', 'systemd'] as const) ?? cfg.cgroupDriver;
   cfg.defaultCgroupParent = defaultCgroupParentOf(r, cfg.cgroupDriver) ?? cfg.defaultCgroupParent;
   cfg.seccompProfileRoot = r.absolutePath('seccomp_profile_root') ?? cfg.seccompProfileRoot;
+  cfg.enableSelinux = r.boolean('enable_selinux') ?? cfg.enableSelinux;
 
   compileRuntime(r.table('runtime'), cfg);
 

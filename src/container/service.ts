@@ -3,15 +3,18 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
+import { cdiRequestsOf } from '../cdi/requests.js';
+import type { CdiInjection, CdiInjector } from '../cdi/types.js';
 import type { Config } from '../config/config.js';
-import { FailedPreconditionError, InvalidArgumentError, InternalError, DeadlineExceededError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, InternalError, DeadlineExceededError, logLevelOf, messageOf } from '../errors.js';
 import type { ImageService } from '../image/service.js';
 import type { ImageRecord } from '../image/store/images.js';
 import { containerCapabilities } from '../oci/capabilities.js';
 import { hostDevices, prepareDevices } from '../oci/devices.js';
 import type { ContainerExit, OciRuntime } from '../oci/runtime.js';
 import type { RuntimeHandlers } from '../oci/handlers.js';
-import { handlerNameOf } from '../sandbox/service.js';
+import { handlerNameOf, podSelinuxOf } from '../sandbox/service.js';
+import type { ProcessConfinement, SecurityModules } from '../oci/lsm.js';
 import { resolveSeccomp } from '../oci/seccomp.js';
 import { allCapabilities } from '../oci/capabilities.js';
 import { resolveUser } from '../oci/user.js';
@@ -70,7 +73,11 @@ export interface ContainerServiceDeps {
   images: ImageService;
   sandboxes: SandboxService;
   events: ContainerEvents;
+  /** The node's CDI devices, resolved for CreateContainer's CDI_devices and cdi.k8s.io annotations. */
+  cdi: CdiInjector;
   ownOomScoreAdj: number;
+  /** AppArmor and SELinux as the host has them (detected at start). */
+  lsm: SecurityModules;
   log: Logger;
 }
 
@@ -158,13 +165,15 @@ export class ContainerService {
     }
     this.checkPidTarget(config, sandbox);
     this.checkFeatures(config, sandbox);
+    // Unknown or ambiguous devices are refused here, before anything is made.
+    const cdi = await this.deps.cdi.resolve(cdiRequestsOf(config));
     const image = this.deps.images.get(config.image!.image);
     // Image volumes name images that must already be pulled: NotFound now, before anything.
     const volumeImages = new Map(imageVolumeIndexes(config.mounts).map((i) => [i, this.deps.images.get(config.mounts[i]!.image!.image)]));
     const start = (): Promise<string> => {
       const id = newId();
       const log = baseLog.child({ containerId: id, podSandboxId: sandbox.record.id });
-      return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, volumeImages, log));
+      return this.locks.run(id, () => this.createLocked(id, config, sandbox, image, volumeImages, cdi, log));
     };
     const key = containerNameOf(config.metadata!, sandbox.record.config.metadata!);
     return this.parked.create(key, start, baseLog, signal);
@@ -202,6 +211,7 @@ export class ContainerService {
     sandbox: Sandbox,
     image: ImageRecord,
     volumeImages: Map<number, ImageRecord>,
+    cdi: CdiInjection,
     log: Logger,
   ): Promise<string> {
     const undo = new UndoStack();
@@ -225,7 +235,7 @@ export class ContainerService {
         undo.push('remove log file', () => fs.rm(record.logPath, { force: true }));
       }
       const volumeSources = await step('imageVolumes', () => this.mountImageVolumes(record, config, volumeImages, undo));
-      const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs, volumeSources));
+      const spec = await step('spec', () => this.buildSpec(id, config, sandbox, image, rootfs, volumeSources, cdi));
       const { uid, gid, additionalGids = [] } = spec.process.user;
       record.user = { uid, gid, additionalGids };
       undo.push('delete container', () => this.deps.runtime.delete(id));
@@ -246,7 +256,7 @@ export class ContainerService {
       this.emit(record, 'CONTAINER_CREATED_EVENT');
       return id;
     } catch (err) {
-      log.error({ err: messageOf(err) }, 'CreateContainer failed; undoing');
+      log[logLevelOf(err)]({ err: messageOf(err) }, 'CreateContainer failed; undoing');
       await undo.unwind(log);
       throw err;
     }
@@ -313,7 +323,7 @@ export class ContainerService {
   }
 
   /** Resolve everything the spec needs from the host and the rootfs, then assemble it. */
-  private async buildSpec(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, rootfs: string, volumeSources: Map<number, string>) {
+  private async buildSpec(id: string, config: cri.ContainerConfig, sandbox: Sandbox, image: ImageRecord, rootfs: string, volumeSources: Map<number, string>, cdi: CdiInjection) {
     const security = config.linux?.security_context;
     const privileged = security?.privileged ?? false;
     if (privileged && !sandbox.record.config.linux?.security_context?.privileged) {
@@ -334,6 +344,7 @@ export class ContainerService {
         profileRoot: this.deps.config.seccompProfileRoot,
       }),
     ]);
+    const confinement = await this.confinementOf(config, sandbox, privileged);
     const pod = this.podContext(sandbox);
     const namespaces = config.linux?.security_context?.namespace_options;
     const targetPid = namespaces?.pid === 'TARGET' ? this.get(namespaces.target_id).pid : undefined;
@@ -351,7 +362,25 @@ export class ContainerService {
       targetPid,
       ownOomScoreAdj: this.deps.ownOomScoreAdj,
       cgroupDriver: this.deps.config.cgroupDriver,
+      cdi: cdi.edits,
+      confinement,
     });
+  }
+
+  /** The container's AppArmor profile, and SELinux labels at its pod's level. */
+  private async confinementOf(config: cri.ContainerConfig, sandbox: Sandbox, privileged: boolean): Promise<ProcessConfinement> {
+    const security = config.linux?.security_context;
+    const field = 'config.linux.security_context';
+    const apparmorProfile = await this.deps.lsm.apparmor.profileFor({
+      profile: security?.apparmor ?? null,
+      legacy: security?.apparmor_profile ?? '',
+      privileged,
+      field: `${field}.apparmor`,
+    });
+    const pod = podSelinuxOf(sandbox.record);
+    if (security?.namespace_options?.pid === 'NODE') pod.sharesHostProcesses = true;
+    const selinux = this.deps.lsm.selinux.containerLabels(pod, security?.selinux_options ?? null, privileged, `${field}.selinux_options`);
+    return { apparmorProfile, selinux };
   }
 
   /**

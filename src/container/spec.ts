@@ -1,12 +1,16 @@
 import path from 'node:path';
 import type * as cri from '../api/cri.js';
+import { applyCdiEdits } from '../cdi/apply.js';
+import type { ResolvedEdits } from '../cdi/types.js';
 import type { CgroupDriver } from '../config/config.js';
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_PROGRAM_BYTES } from './validate.js';
 import type { ImageConfig } from '../image/registry/manifest.js';
 import type { PreparedDevices } from '../oci/devices.js';
+import { applyConfinement, type ProcessConfinement } from '../oci/lsm.js';
 import { baseSpec, cgroupsPathFor, clampOomScoreAdj, DEFAULT_PATH_ENV, putMount, setNamespace, useHostNamespace } from '../oci/spec.js';
 import type { OciMount, OciSeccomp, OciSpec } from '../oci/spec-types.js';
+import { TERMINAL_ENV } from '../oci/terminal-env.js';
 import type { ResolvedUser } from '../oci/user.js';
 import type { SandboxFiles } from '../sandbox/files.js';
 import { rootfsPropagationFor, type PreparedMount } from './mounts.js';
@@ -41,6 +45,10 @@ export interface ContainerSpecInput {
   targetPid?: number;
   ownOomScoreAdj: number;
   cgroupDriver: CgroupDriver;
+  /** The AppArmor profile and SELinux labels resolved for the container; absent: unconfined by either. */
+  confinement?: ProcessConfinement;
+  /** The requested CDI devices' edits, applied last so they win over what is above. */
+  cdi?: ResolvedEdits;
 }
 
 /** The command line kubelet semantics give: command replaces ENTRYPOINT, args replace CMD. */
@@ -57,7 +65,10 @@ export function processArgs(config: cri.ContainerConfig, image: ImageConfig): st
   return all;
 }
 
-/** Environment: HOSTNAME, then the image's, then the container's; a later value for a name wins. */
+/**
+ * Environment: HOSTNAME (and TERM=xterm for a terminal, as containerd and CRI-O give it),
+ * then the image's, then the container's; a later value for a name wins.
+ */
 export function processEnv(config: cri.ContainerConfig, image: ImageConfig, hostname: string): string[] {
   const env = new Map<string, string>();
   const put = (entry: string): void => {
@@ -65,6 +76,7 @@ export function processEnv(config: cri.ContainerConfig, image: ImageConfig, host
     env.set(eq < 0 ? entry : entry.slice(0, eq), entry);
   };
   put(`HOSTNAME=${hostname}`);
+  if (config.tty) put(TERMINAL_ENV);
   const imageEnv = image.config?.Env ?? [];
   if (!imageEnv.some((e) => e.startsWith('PATH='))) put(DEFAULT_PATH_ENV);
   imageEnv.forEach(put);
@@ -112,6 +124,7 @@ export function containerSpec(input: ContainerSpecInput): OciSpec {
   };
   if (input.devices.devices.length > 0) spec.linux.devices = input.devices.devices;
   if (input.seccomp) spec.linux.seccomp = input.seccomp;
+  applyConfinement(spec, input.confinement);
 
   if (privileged) {
     spec.linux.maskedPaths = [];
@@ -121,6 +134,7 @@ export function containerSpec(input: ContainerSpecInput): OciSpec {
     if (security?.readonly_paths.length) spec.linux.readonlyPaths = [...security.readonly_paths];
   }
   spec.annotations = containerAnnotations(input);
+  if (input.cdi) applyCdiEdits(spec, input.cdi);
   return spec;
 }
 

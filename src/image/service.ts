@@ -1,24 +1,40 @@
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import { CanceledError, InvalidArgumentError, NotFoundError, messageOf } from '../errors.js';
 import { untilAborted } from '../util/abort.js';
+import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
 import { nanosFromDate, nowNanos } from '../util/time.js';
 import { secondsToDelay } from '../util/timer.js';
+import { loadArchive } from './archive/load.js';
 import { PullProgress, type PullProgressSnapshot } from './progress.js';
 import { pullContent } from './pull.js';
 import { PROGRESS_TIMEOUT_SETTING, PullWatchdog } from './pull-watchdog.js';
 import { digestReference, formatReference, isImageId, parseReference, tagReference, type ImageReference } from './reference.js';
 import { credentialsFrom } from './registry/auth.js';
-import { RegistrySession, endpointsFor } from './registry/client.js';
+import { RegistrySession } from './registry/client.js';
+import { RegistryHosts } from './registry/endpoints.js';
+import { NO_PROXY_ENV, type ProxyEnv } from './registry/proxy-env.js';
+import { RegistryTransport } from './registry/transport.js';
 import { BlobStore } from './store/blobs.js';
 import { IMAGE_RECORD_VERSION, ImageRecords, type ImageRecord } from './store/images.js';
 import { StoreLayout } from './store/layout.js';
 import { LayerStore } from './store/layers.js';
 import { quote } from '../validation/fields.js';
+
+/** What a record is made of, pulled or loaded. */
+type RecordContent = Pick<ImageRecord, 'config' | 'layers' | 'size' | 'manifestDigests'> & { configDigest: string };
+
+/** An image an archive held, as `tscri load` reports it. */
+export interface LoadedSummary {
+  id: string;
+  repoTags: string[];
+}
 
 /** An id prefix must be this long before it is tried as an id rather than as a name. */
 const MIN_ID_PREFIX = 12;
@@ -53,17 +69,30 @@ export class ImageService {
   readonly layers: LayerStore;
   private readonly mutex = new KeyedMutex();
   private readonly pulls = new Map<string, RunningPull>();
+  /** What each load in progress has touched, so GC spares it. */
+  private readonly loads = new Set<Set<string>>();
   /** Layers something still stands on (a container's rootfs, the pause rootfs), by owner. */
   private readonly retained = new Map<string, string[]>();
+  /** hosts.toml, mirrors and the auth file: where each pull fetches from, with what. */
+  private readonly registryHosts = new RegistryHosts(() => this.config.registry);
+  private readonly transport: RegistryTransport;
 
+  /** `proxy` is the environment's proxy settings, read once at daemon start. */
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly log: Logger,
+    proxy: ProxyEnv = NO_PROXY_ENV,
   ) {
+    this.transport = new RegistryTransport(proxy);
     this.layout = new StoreLayout(config.root);
     this.records = new ImageRecords(this.layout, log);
     this.blobs = new BlobStore(this.layout);
     this.layers = new LayerStore(this.layout, log);
+  }
+
+  /** New registry settings (a SIGHUP reload): pulls that start from now on use them. */
+  useRegistrySettings(registry: Config['registry']): void {
+    this.config = { ...this.config, registry };
   }
 
   /** Load the records; whatever a crash left in tmp/ is half-made and goes. */
@@ -140,7 +169,12 @@ export class ImageService {
 
   private async pullNew(ref: ImageReference, auth: cri.AuthConfig | null, watch: PullWatch, log: Logger): Promise<ImageRecord> {
     const { progress, touched, watchdog } = watch;
-    const session = new RegistrySession(ref, endpointsFor(ref.domain, this.config.registry.mirrors), credentialsFrom(auth), log, {
+    const endpoints = await this.registryHosts.endpointsFor(ref.domain, log).catch((err: unknown) => {
+      watchdog.stop();
+      throw err;
+    });
+    const session = new RegistrySession(ref, endpoints, credentialsFrom(auth), log, {
+      transport: this.transport,
       signal: watchdog.signal,
       bodyIdleMs: watchdog.ms,
       bodyIdleSetting: PROGRESS_TIMEOUT_SETTING,
@@ -179,28 +213,79 @@ export class ImageService {
   /** Write the image's record, and move its tag away from the image that had it. */
   private async recordPull(ref: ImageReference, pulled: Awaited<ReturnType<typeof pullContent>>): Promise<ImageRecord> {
     const tag = tagReference(ref);
-    const repoDigest = digestReference(ref, pulled.topDigest);
-    const existing = this.records.get(pulled.configDigest);
-    if (tag) {
+    return this.recordImage(pulled, tag ? [tag] : [], [digestReference(ref, pulled.topDigest)], false);
+  }
+
+  /**
+   * Write an image's record with these names added to those it has, moving each tag away from
+   * the image that had it.
+   */
+  private async recordImage(content: RecordContent, tags: string[], repoDigests: string[], pin: boolean): Promise<ImageRecord> {
+    const existing = this.records.get(content.configDigest);
+    for (const tag of tags) {
       const previous = this.records.byTag(tag);
-      if (previous && previous.id !== pulled.configDigest) {
+      if (previous && previous.id !== content.configDigest) {
         await this.records.save({ ...previous, repoTags: previous.repoTags.filter((t) => t !== tag) });
       }
     }
     const record: ImageRecord = {
       version: IMAGE_RECORD_VERSION,
-      id: pulled.configDigest,
-      repoTags: union(existing?.repoTags, tag ? [tag] : []),
-      repoDigests: union(existing?.repoDigests, [repoDigest]),
-      size: pulled.size,
-      manifestDigests: union(existing?.manifestDigests, pulled.manifestDigests),
-      config: pulled.config,
-      layers: pulled.layers,
-      pinned: existing?.pinned ?? false,
+      id: content.configDigest,
+      repoTags: union(existing?.repoTags, tags),
+      repoDigests: union(existing?.repoDigests, repoDigests),
+      size: content.size,
+      manifestDigests: union(existing?.manifestDigests, content.manifestDigests),
+      config: content.config,
+      layers: content.layers,
+      pinned: (existing?.pinned ?? false) || pin,
       pulledAt: Date.now(),
     };
     await this.records.save(record);
     return record;
+  }
+
+  /**
+   * Load the images of an archive (docker save, OCI layout; see archive/load.ts) and record
+   * them under the names the archive gives. `pin` keeps them from kubelet's image GC (images
+   * of the import directory, which a node without a registry cannot get back). Nothing of a
+   * failed load stays: its scratch files go, and so does every layer no image uses.
+   */
+  async load(archive: Readable, options: { log: Logger; pin?: boolean; signal?: AbortSignal }): Promise<LoadedSummary[]> {
+    const { log } = options;
+    const touched = new Set<string>();
+    this.loads.add(touched);
+    const scratch = path.join(this.layout.tmpDir, `load-${newId().slice(0, 16)}`);
+    try {
+      await fs.mkdir(scratch, { recursive: true, mode: 0o700 });
+      const loaded = await loadArchive(
+        {
+          blobs: this.blobs,
+          layers: this.layers,
+          scratch,
+          touch: (d) => touched.add(d),
+          knownLayerStats: (diffId) => this.layerStats(diffId),
+          log,
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+        archive,
+      );
+      const summaries: LoadedSummary[] = [];
+      for (const image of loaded) {
+        const repoDigests = image.topDigest ? image.tags.map((tag) => digestReference(parseReference(tag), image.topDigest!)) : [];
+        const record = await this.mutex.run('records', () => this.recordImage(image, image.tags, repoDigests, options.pin ?? false));
+        log.info({ id: record.id, tags: image.tags }, 'image loaded');
+        summaries.push({ id: record.id, repoTags: image.tags });
+      }
+      return summaries;
+    } catch (err) {
+      log.warn({ err: messageOf(err) }, 'load failed; removing what it stored');
+      this.loads.delete(touched);
+      await this.collectGarbage(log).catch((gcErr: unknown) => log.error({ err: messageOf(gcErr) }, 'garbage collection failed'));
+      throw err;
+    } finally {
+      this.loads.delete(touched);
+      await fs.rm(scratch, { recursive: true, force: true });
+    }
   }
 
   private layerStats(diffId: string): { bytes: number; inodes: number } | undefined {
@@ -316,6 +401,7 @@ export class ImageService {
     await this.mutex.run('records', async () => {
       const keep = new Set<string>([...this.retained.values()].flat());
       for (const pull of this.pulls.values()) for (const d of pull.touched) keep.add(d);
+      for (const load of this.loads) for (const d of load) keep.add(d);
       for (const record of this.records.all()) {
         keep.add(record.id);
         for (const d of record.manifestDigests) keep.add(d);

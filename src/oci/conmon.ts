@@ -27,6 +27,7 @@ import type {
   TerminalSize,
 } from './runtime.js';
 import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
+import { withTerm } from './terminal-env.js';
 import { newId } from '../util/ids.js';
 import type { OciProcess, OciResources, OciSpec } from './spec-types.js';
 import { after } from '../util/timer.js';
@@ -361,7 +362,7 @@ export class ConmonRuntime implements OciRuntime {
   private async execProcess(id: string, command: string[], terminal: boolean): Promise<OciProcess> {
     const spec = await this.specOf(id);
     if (!spec) throw new NotFoundError(`container ${id} has no bundle`);
-    return { ...spec.process, args: command, terminal };
+    return { ...spec.process, args: command, terminal, env: terminal ? withTerm(spec.process.env ?? []) : spec.process.env };
   }
 
   /**

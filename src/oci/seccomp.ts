@@ -2,67 +2,37 @@ import type * as cri from '../api/cri.js';
 import { InvalidArgumentError } from '../errors.js';
 import { readFileBelow } from '../util/confined.js';
 import { quote } from '../validation/fields.js';
+import { EPERM, RUNTIME_DEFAULT_RULES, SECCOMP_ARCHITECTURES, type DefaultRule, type NodeArch } from './seccomp-default.js';
 import type { OciSeccomp } from './spec-types.js';
 
-const EPERM = 1;
-const ENOSYS = 38;
-
 /**
- * Syscalls the RuntimeDefault profile refuses unless the container holds one of the listed
- * capabilities (an empty list: refused whatever the capabilities). These are the calls that
- * reach beyond a container's namespaces: kernel modules, keyrings, clocks, reboot, other
- * processes' memory, new mounts and namespaces.
+ * The RuntimeDefault profile for a container with `capabilities` (its bounding set) on `arch`:
+ * refuse everything with EPERM except what a rule of seccomp-default.ts allows for them.
+ * Built per container because the capability and architecture conditions decide which rules
+ * exist; runc gets only plain OCI rules.
  */
-const GUARDED_SYSCALLS: ReadonlyArray<[names: string[], unlessCaps: string[]]> = [
-  [['add_key', 'keyctl', 'request_key'], []],
-  [['create_module', 'get_kernel_syms', 'query_module', 'nfsservctl', 'uselib', 'ustat', '_sysctl', 'sysfs'], []],
-  [['io_uring_setup', 'io_uring_enter', 'io_uring_register'], []],
-  [['acct'], ['CAP_SYS_PACCT']],
-  [['init_module', 'finit_module', 'delete_module'], ['CAP_SYS_MODULE']],
-  [['kexec_load', 'kexec_file_load', 'reboot'], ['CAP_SYS_BOOT']],
-  [['clock_settime', 'clock_settime64', 'clock_adjtime', 'clock_adjtime64', 'settimeofday', 'stime', 'adjtimex'], ['CAP_SYS_TIME']],
-  [['iopl', 'ioperm'], ['CAP_SYS_RAWIO']],
-  [['kcmp', 'pidfd_getfd', 'process_madvise', 'process_vm_readv', 'process_vm_writev', 'ptrace', 'userfaultfd'], ['CAP_SYS_PTRACE']],
-  [['get_mempolicy', 'mbind', 'set_mempolicy', 'move_pages'], ['CAP_SYS_NICE']],
-  [['open_by_handle_at'], ['CAP_DAC_READ_SEARCH']],
-  [['vhangup'], ['CAP_SYS_TTY_CONFIG']],
-  [['syslog'], ['CAP_SYSLOG', 'CAP_SYS_ADMIN']],
-  [['bpf'], ['CAP_SYS_ADMIN', 'CAP_BPF']],
-  [['perf_event_open'], ['CAP_SYS_ADMIN', 'CAP_PERFMON']],
-  [
-    [
-      'mount', 'umount', 'umount2', 'pivot_root', 'swapon', 'swapoff', 'unshare', 'setns', 'quotactl',
-      'quotactl_fd', 'fanotify_init', 'lookup_dcookie', 'name_to_handle_at', 'vm86', 'vm86old',
-      'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount', 'open_tree', 'mount_setattr',
-    ],
-    ['CAP_SYS_ADMIN'],
-  ],
-];
-
-/** clone() flags that make new namespaces (x86 and most arches take flags as argument 0). */
-const CLONE_NAMESPACE_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080];
-
-const ARCHITECTURES: Record<string, string[]> = {
-  x64: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
-  arm64: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
-};
-
-/**
- * The RuntimeDefault profile for a container with `capabilities`: everything allowed except
- * the guarded calls above, namespace-creating clone(), and clone3() (answered ENOSYS, so libc
- * falls back to clone() where the flags can be checked).
- */
-export function runtimeDefaultProfile(capabilities: string[]): OciSeccomp {
+export function runtimeDefaultProfile(capabilities: readonly string[], arch: string = process.arch): OciSeccomp {
   const held = new Set(capabilities);
-  const denied = GUARDED_SYSCALLS.filter(([, unless]) => !unless.some((cap) => held.has(cap))).flatMap(([names]) => names);
-  const syscalls: NonNullable<OciSeccomp['syscalls']> = [{ names: denied, action: 'SCMP_ACT_ERRNO', errnoRet: EPERM }];
-  if (!held.has('CAP_SYS_ADMIN')) {
-    for (const flag of CLONE_NAMESPACE_FLAGS) {
-      syscalls.push({ names: ['clone'], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [{ index: 0, value: flag, valueTwo: flag, op: 'SCMP_CMP_MASKED_EQ' }] });
-    }
-    syscalls.push({ names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS });
-  }
-  return { defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHITECTURES[process.arch] ?? [], syscalls };
+  const applies = (rule: DefaultRule): boolean =>
+    (rule.arch === undefined || rule.arch.includes(arch as NodeArch)) &&
+    !(rule.notArch ?? []).includes(arch as NodeArch) &&
+    (rule.caps ?? []).every((cap) => held.has(cap)) &&
+    !(rule.unlessCaps ?? []).some((cap) => held.has(cap));
+  return {
+    defaultAction: 'SCMP_ACT_ERRNO',
+    defaultErrnoRet: EPERM,
+    architectures: [...(SECCOMP_ARCHITECTURES[arch as NodeArch] ?? [])],
+    syscalls: RUNTIME_DEFAULT_RULES.filter(applies).map(ociRule),
+  };
+}
+
+function ociRule(rule: DefaultRule): NonNullable<OciSeccomp['syscalls']>[number] {
+  return {
+    names: [...rule.syscalls],
+    action: rule.action ? 'SCMP_ACT_ERRNO' : 'SCMP_ACT_ALLOW',
+    ...(rule.action ? { errnoRet: rule.action.errno } : {}),
+    ...(rule.args ? { args: rule.args.map((arg) => ({ ...arg })) } : {}),
+  };
 }
 
 export interface SeccompRequest {
@@ -133,7 +103,7 @@ async function loadProfile(root: string, ref: string, capabilities: string[], fi
     (rule.includes?.caps ?? []).every((c) => held.has(c)) && !(rule.excludes?.caps ?? []).some((c) => held.has(c));
   const architectures =
     profile.architectures ??
-    (profile.archMap ?? []).flatMap((a) => [a.architecture, ...(a.subArchitectures ?? [])]).filter((a) => (ARCHITECTURES[process.arch] ?? []).includes(a));
+    (profile.archMap ?? []).flatMap((a) => [a.architecture, ...(a.subArchitectures ?? [])]).filter((a) => (SECCOMP_ARCHITECTURES[process.arch as NodeArch] ?? []).includes(a));
   return {
     defaultAction: profile.defaultAction,
     ...(profile.defaultErrnoRet !== undefined ? { defaultErrnoRet: profile.defaultErrnoRet } : {}),

@@ -9,8 +9,27 @@ export interface OciSpec {
   root: { path: string; readonly?: boolean };
   hostname?: string;
   mounts: OciMount[];
+  hooks?: OciHooks;
   annotations?: Record<string, string>;
   linux: OciLinux;
+}
+
+/** A program runc runs at a point of the container's life (runtime-spec config.md, POSIX hooks). */
+export interface OciHook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  /** Seconds; runc kills the hook after it. */
+  timeout?: number;
+}
+
+export interface OciHooks {
+  prestart?: OciHook[];
+  createRuntime?: OciHook[];
+  createContainer?: OciHook[];
+  startContainer?: OciHook[];
+  poststart?: OciHook[];
+  poststop?: OciHook[];
 }
 
 export interface OciProcess {
@@ -104,4 +123,5 @@ export interface OciLinux {
   maskedPaths?: string[];
   readonlyPaths?: string[];
   mountLabel?: string;
+  intelRdt?: { closID?: string; l3CacheSchema?: string; memBwSchema?: string };
 }

@@ -1,7 +1,9 @@
 import type * as cri from '../api/cri.js';
 import type { SandboxImage } from '../image/builtin-pause.js';
 import { baseSpec, clampOomScoreAdj, putMount, setNamespace, useHostNamespace } from '../oci/spec.js';
-import type { OciSpec } from '../oci/spec-types.js';
+import { applyConfinement, type ProcessConfinement } from '../oci/lsm.js';
+import type { SeccompRequest } from '../oci/seccomp.js';
+import type { OciSeccomp, OciSpec } from '../oci/spec-types.js';
 
 /** The pause container asks to be among the last processes the OOM killer picks. */
 const PAUSE_OOM_SCORE_ADJ = -998;
@@ -21,6 +23,29 @@ export interface PauseSpecInput {
   cgroupsPath: string;
   /** The daemon's own oom_score_adj, below which the kernel refuses to go. */
   ownOomScoreAdj: number;
+  /** The filter resolved from pauseSeccompRequest; undefined runs pause unconfined. */
+  seccomp: OciSeccomp | undefined;
+  /** The pod's AppArmor profile and SELinux labels; absent: unconfined by either. */
+  confinement?: ProcessConfinement;
+}
+
+/**
+ * Which seccomp filter the pause container gets, decided as containerd 2.x decides it: from
+ * the pod's `seccomp` field, else its deprecated `seccomp_profile_path`, and a pod that names
+ * neither runs pause unconfined (containerd's `unset_seccomp_profile` defaults to none). The
+ * kubelet always asks for RuntimeDefault for the sandbox, so real pods get the filter. Pause
+ * holds no capabilities, so no capability-conditional rule applies; a privileged pod stays
+ * unconfined. A Localhost profile is read under the same confinement as a container's.
+ */
+export function pauseSeccompRequest(config: cri.PodSandboxConfig, profileRoot: string): SeccompRequest {
+  const security = config.linux?.security_context;
+  return {
+    seccomp: security?.seccomp ?? null,
+    seccompProfilePath: security?.seccomp_profile_path ?? '',
+    privileged: security?.privileged ?? false,
+    capabilities: [],
+    profileRoot,
+  };
 }
 
 /**
@@ -61,6 +86,8 @@ export function pauseSpec(input: PauseSpecInput): OciSpec {
   });
 
   spec.linux.cgroupsPath = input.cgroupsPath;
+  if (input.seccomp) spec.linux.seccomp = input.seccomp;
+  applyConfinement(spec, input.confinement);
   spec.linux.resources = { ...spec.linux.resources, cpu: { shares: PAUSE_CPU_SHARES } };
   const sysctls = config.linux?.sysctls ?? {};
   if (Object.keys(sysctls).length > 0) spec.linux.sysctl = { ...sysctls };

@@ -49,6 +49,7 @@ const checkSandboxRecord = object({
   sandboxImage: string(),
   network: optional(object({ ip: string(), additionalIps: array(string()), networkName: string(), networkSource: string(), cniResult: optional(anyObject) })),
   pausePid: optional(integer(1, 2 ** 22)),
+  selinuxLevel: optional(string(/^s\d+(-s\d+)?(:c\d+(\.c\d+)?(,c\d+(\.c\d+)?)*)?$/, 'an SELinux level')),
   resources: optional(object({ resources: nullable(anyObject), overhead: nullable(anyObject) })),
   timings: dictionary((v, f) => {
     if (typeof v !== 'number') throw new Error(`${f}: expected a number`);

@@ -51,6 +51,8 @@ export interface SandboxRecord {
   sandboxImage: string;
   network?: SandboxNetwork;
   pausePid?: number;
+  /** The pod's SELinux MCS level, shared by its containers; absent without SELinux (and in older records). */
+  selinuxLevel?: string;
   /** Per-step durations of RunPodSandbox in ms, for verbose status. */
   timings: Record<string, number>;
   /** The last UpdatePodSandboxResources, as asked (the containers' sum and the overhead). */

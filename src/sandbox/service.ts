@@ -4,13 +4,15 @@ import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
-import { FailedPreconditionError, InvalidArgumentError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError, logLevelOf, messageOf } from '../errors.js';
 import { LEGACY_HANDLER, type RuntimeHandler, type RuntimeHandlers } from '../oci/handlers.js';
 import type { ContainerEvents, ContainerEventType } from '../container/events.js';
 import type { SandboxImage } from '../image/builtin-pause.js';
 import { podCniArgs } from '../network/cni/args.js';
 import type { Attachment, CapabilityArgs, NetworkManager, SetUpResult } from '../network/cni/types.js';
 import { bringUpLoopback, createNetns, newNetnsName, removeNetns } from '../network/netns.js';
+import type { ProcessConfinement, SecurityModules } from '../oci/lsm.js';
+import type { PodSelinux } from '../oci/selinux.js';
 import type { OciRuntime } from '../oci/runtime.js';
 import { cgroupsPathFor } from '../oci/spec.js';
 import { IdIndex } from '../store/id-index.js';
@@ -27,7 +29,9 @@ import { sandboxFilesIn, writeSandboxFiles } from './files.js';
 import { applyLimits, podLimits } from '../cgroups/limits.js';
 import { detectHierarchy, expandSlice, parentCgroupDirs } from '../cgroups/paths.js';
 import { checkResources } from '../validation/linux.js';
-import { pauseSpec } from './pause-spec.js';
+import { resolveSeccomp } from '../oci/seccomp.js';
+import type { OciSeccomp } from '../oci/spec-types.js';
+import { pauseSeccompRequest, pauseSpec } from './pause-spec.js';
 import { sandboxRecordSchema } from './record-schema.js';
 import {
   SANDBOX_RECORD_VERSION,
@@ -73,6 +77,8 @@ export interface SandboxServiceDeps {
   sandboxImage: () => Promise<SandboxImage>;
   /** The daemon's own oom_score_adj: the floor for every container's. */
   ownOomScoreAdj: number;
+  /** AppArmor and SELinux as the host has them (detected at start). */
+  lsm: SecurityModules;
   log: Logger;
 }
 
@@ -117,6 +123,7 @@ export class SandboxService {
     const sandbox: Sandbox = { record };
     this.sandboxes.set(record.id, sandbox);
     this.names.reserve(record.name, record.id);
+    this.deps.lsm.selinux.hold(record.selinuxLevel);
     if (record.phase !== 'ready') return;
     const log = this.deps.log.child({ podSandboxId: record.id });
     try {
@@ -196,14 +203,15 @@ export class SandboxService {
     validateSandboxConfig(config);
     const handler = this.deps.handlers.select(runtimeHandler);
     this.checkFeatures(config, handler);
+    const profiles = await this.pauseProfiles(config);
     const start = (): Promise<string> => {
       const id = newId();
-      return this.locks.run(id, () => this.runLocked(id, config, { asked: runtimeHandler, name: handler.name }, baseLog.child({ podSandboxId: id })));
+      return this.locks.run(id, () => this.runLocked(id, config, { asked: runtimeHandler, name: handler.name }, profiles, baseLog.child({ podSandboxId: id })));
     };
     return this.parked.create(sandboxNameOf(config.metadata!), start, baseLog, signal);
   }
 
-  private async runLocked(id: string, config: cri.PodSandboxConfig, handler: HandlerChoice, log: Logger): Promise<string> {
+  private async runLocked(id: string, config: cri.PodSandboxConfig, handler: HandlerChoice, profiles: PauseProfiles, log: Logger): Promise<string> {
     const record = this.newRecord(id, config, handler);
     const undo = new UndoStack();
     const timings = record.timings;
@@ -211,6 +219,7 @@ export class SandboxService {
     try {
       this.names.reserve(record.name, id);
       undo.push('release name', async () => this.names.release(record.name, id), { onlyIfClean: true });
+      this.chooseSelinuxLevel(record, undo);
 
       const image = await step('sandboxImage', () => this.deps.sandboxImage());
       record.sandboxImage = image.ref;
@@ -237,7 +246,7 @@ export class SandboxService {
         netns.then(() => step('cni', async () => (record.network = await this.setUpNetwork(record, undo, log)))),
         // pause only sleeps: it may start before its network is attached.
         Promise.all([netns, files, shm]).then(async () => {
-          record.pausePid = await step('pauseRun', () => this.runPause(record, image, undo));
+          record.pausePid = await step('pauseRun', () => this.runPause(record, image, profiles, undo));
         }),
       ]);
 
@@ -250,7 +259,7 @@ export class SandboxService {
       this.emit(sandbox, 'CONTAINER_STARTED_EVENT');
       return id;
     } catch (err) {
-      log.error({ err: messageOf(err) }, 'RunPodSandbox failed; undoing');
+      log[logLevelOf(err)]({ err: messageOf(err) }, 'RunPodSandbox failed; undoing');
       const left = await undo.unwind(log);
       if (left.length > 0) {
         // What could not be undone (a CNI DEL that failed, say) stays named by the record:
@@ -284,6 +293,45 @@ export class SandboxService {
     };
   }
 
+  /** The pod's SELinux level, held from here until its record is forgotten. */
+  private chooseSelinuxLevel(record: SandboxRecord, undo: UndoStack): void {
+    record.selinuxLevel = this.deps.lsm.selinux.podLevel(record.config.linux?.security_context?.selinux_options ?? null, 'config.linux.security_context.selinux_options');
+    undo.push('release SELinux level', async () => this.releaseSelinuxLevel(record), { onlyIfClean: true });
+  }
+
+  /** Once per record: a failed run's undo and forget() may both come here. */
+  private releaseSelinuxLevel(record: SandboxRecord): void {
+    this.deps.lsm.selinux.release(record.selinuxLevel);
+    delete record.selinuxLevel;
+  }
+
+  /** The pause process's AppArmor profile and SELinux labels, from the pod's security context. */
+  /**
+   * The pause process's seccomp filter and AppArmor profile, from the pod's security context.
+   * Worked out before anything is made: a Localhost profile that is missing or not loaded is
+   * the request's mistake, refused while there is nothing to undo.
+   */
+  private async pauseProfiles(config: cri.PodSandboxConfig): Promise<PauseProfiles> {
+    const security = config.linux?.security_context;
+    const [seccomp, apparmorProfile] = await Promise.all([
+      resolveSeccomp(pauseSeccompRequest(config, this.deps.config.seccompProfileRoot)),
+      this.deps.lsm.apparmor.profileFor({
+        profile: security?.apparmor ?? null,
+        legacy: '',
+        privileged: security?.privileged ?? false,
+        field: 'config.linux.security_context.apparmor',
+      }),
+    ]);
+    return { seccomp, apparmorProfile };
+  }
+
+  /** The pause process's confinement: its profiles, and SELinux labels at the pod's level. */
+  private pauseConfinement(record: SandboxRecord, profiles: PauseProfiles): ProcessConfinement {
+    const privileged = record.config.linux?.security_context?.privileged ?? false;
+    const selinux = this.deps.lsm.selinux.pauseLabels(podSelinuxOf(record), privileged);
+    return { apparmorProfile: profiles.apparmorProfile, selinux };
+  }
+
   private stateDirOf(id: string): string {
     return path.join(this.deps.config.state, 'sandboxes', id);
   }
@@ -299,7 +347,7 @@ export class SandboxService {
   }
 
   /** Create and start the pause container; it needs no monitor (see oci/unmonitored.ts). */
-  private async runPause(record: SandboxRecord, image: SandboxImage, undo: UndoStack): Promise<number> {
+  private async runPause(record: SandboxRecord, image: SandboxImage, profiles: PauseProfiles, undo: UndoStack): Promise<number> {
     const spec = pauseSpec({
       sandboxId: record.id,
       config: record.config,
@@ -310,6 +358,8 @@ export class SandboxService {
       shmPath: record.shmPath,
       cgroupsPath: record.cgroupsPath,
       ownOomScoreAdj: this.deps.ownOomScoreAdj,
+      seccomp: profiles.seccomp,
+      confinement: this.pauseConfinement(record, profiles),
     });
     undo.push('delete pause container', () => this.deps.runtime.delete(record.id));
     const { pid } = await this.deps.runtime.run({ id: record.id, handler: handlerNameOf(record), spec });
@@ -399,6 +449,7 @@ export class SandboxService {
     await this.store.remove(record.id);
     this.sandboxes.delete(record.id);
     this.names.release(record.name, record.id);
+    this.releaseSelinuxLevel(record);
   }
 
   criStatus(sandbox: Sandbox): wire.PodSandboxStatus {
@@ -498,6 +549,12 @@ function checkCgroupParentForDriver(parent: string, driver: Config['cgroupDriver
   if (driver === 'systemd') expandSlice(parent);
 }
 
+/** What confines the pause process, worked out before the pod is made. */
+interface PauseProfiles {
+  seccomp: OciSeccomp | undefined;
+  apparmorProfile: string | undefined;
+}
+
 /** The handler a RunPodSandbox named ("" for the default), and the configured one that serves it. */
 interface HandlerChoice {
   asked: string;
@@ -567,5 +624,14 @@ export function statusOf(sandbox: Sandbox): wire.PodSandboxStatus {
     labels: record.config.labels,
     annotations: record.config.annotations,
     runtime_handler: record.runtimeHandler,
+  };
+}
+
+/** What SELinux labelling needs of a pod, for its pause process and its containers. */
+export function podSelinuxOf(record: SandboxRecord): PodSelinux {
+  return {
+    options: record.config.linux?.security_context?.selinux_options ?? null,
+    level: record.selinuxLevel,
+    sharesHostProcesses: record.namespaces.pid === 'NODE' || record.namespaces.ipc === 'NODE',
   };
 }

@@ -12,6 +12,11 @@ import { after } from '../util/timer.js';
 /** Messages up to 16 MiB: ListContainers/ListPodSandbox replies on a busy node are large. */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
+export interface ExtraService {
+  definition: grpc.ServiceDefinition;
+  handlers: grpc.UntypedServiceImplementation;
+}
+
 /** The gRPC server on the CRI Unix socket. */
 export class CriServer {
   private readonly server = new grpc.Server({
@@ -20,10 +25,12 @@ export class CriServer {
   });
   private listener: net.Server | undefined;
 
-  constructor(runtime: RuntimeServiceHandlers, images: ImageServiceHandlers) {
+  /** `extra`: tscri's own services on the same socket (the image loader). */
+  constructor(runtime: RuntimeServiceHandlers, images: ImageServiceHandlers, extra: ExtraService[] = []) {
     const cri = loadCri();
     this.server.addService(cri.RuntimeService.service, runtime);
     this.server.addService(cri.ImageService.service, images);
+    for (const service of extra) this.server.addService(service.definition, service.handlers);
   }
 
   /**

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { TscriError, UnavailableError, UnimplementedError, messageOf } from '../errors.js';
+import { TscriError, UnavailableError, UnimplementedError, logLevelOf, messageOf, type ErrorCode } from '../errors.js';
 import { observer } from '../observability/hooks.js';
 import { noteActivity } from '../util/idle-gc.js';
 import { elapsedMs, secondsSince } from '../util/time.js';
@@ -14,10 +14,24 @@ export interface CallContext {
   signal: AbortSignal;
 }
 
+/** The pod a call is about, put on each of its log lines beside the ids. */
+export interface PodNames {
+  podName: string;
+  podNamespace: string;
+}
+
+/** The ids a call names, as its log lines carry them. */
+export interface CallIds {
+  podSandboxId?: string;
+  containerId?: string;
+}
+
 export interface WrapOptions {
   log: Logger;
   /** False until recovery has finished: calls then answer UNAVAILABLE. */
   isReady: () => boolean;
+  /** The pod of a sandbox or container id, when the daemon knows it. */
+  podOf?: (ids: CallIds) => PodNames | undefined;
 }
 
 /** Calls that only read state are logged at debug level; the rest at info. */
@@ -35,7 +49,8 @@ export function unary<Req, Res>(
   const level = READ_ONLY.test(method) ? 'debug' : 'info';
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    const log = options.log.child({ rpc: method, ...idsOf(call.request) });
+    const ids = idsOf(call.request);
+    const log = options.log.child({ rpc: method, ...ids, ...podNamesOf(method, call.request, ids, options) });
     if (!options.isReady()) {
       answer(method, started, callback, toServiceError(new UnavailableError('tscri is starting: state recovery has not finished')));
       return;
@@ -48,16 +63,24 @@ export function unary<Req, Res>(
       .then(() => fn(call.request, { log, signal: abort.signal }))
       .then(
       (response) => {
-        log[level]({ ms: elapsedMs(started), ...idsOf(response) }, 'done');
+        log[level]({ ms: elapsedMs(started), ...newKeys(idsOf(response), ids) }, 'done');
         answer(method, started, callback, null, response);
       },
       (err: unknown) => {
-        const expected = err instanceof TscriError && err.code !== 'Internal';
-        log[expected ? 'info' : 'error']({ ms: elapsedMs(started), err: shorten(messageOf(err), 4096) }, 'failed');
+        log[logLevelOf(err)]({ ms: elapsedMs(started), err: shorten(messageOf(err), 4096), code: codeOf(err) }, 'failed');
         answer(method, started, callback, toServiceError(err));
       },
     );
   };
+}
+
+function codeOf(err: unknown): ErrorCode {
+  return err instanceof TscriError ? err.code : 'Internal';
+}
+
+/** Only the keys the logger does not carry yet: a key written twice makes a line ambiguous. */
+function newKeys(fields: Record<string, string>, bound: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(fields).filter(([key]) => !(key in bound)));
 }
 
 /**
@@ -101,6 +124,33 @@ function idsOf(message: unknown): Record<string, string> {
   put('containerId', m.container_id);
   put('image', (m.image as { image?: unknown } | null | undefined)?.image);
   return ids;
+}
+
+/**
+ * The pod's name and namespace: looked up by the call's ids, or read from the request when
+ * the pod does not exist yet (RunPodSandbox) or the id is unknown (CreateContainer sends
+ * its pod's config).
+ */
+function podNamesOf(method: string, request: unknown, ids: CallIds, options: WrapOptions): PodNames | Record<string, never> {
+  if (ids.podSandboxId || ids.containerId) {
+    try {
+      const known = options.podOf?.(ids);
+      if (known) return known;
+    } catch {
+      // An ambiguous prefix, say: the handler answers that; the log line just goes without.
+    }
+  }
+  if (typeof request !== 'object' || request === null) return {};
+  const r = request as { sandbox_config?: PodConfigLike | null; config?: PodConfigLike | null };
+  // A container's `config` is its own; only RunPodSandbox's is the pod's.
+  const podConfig = method === 'RunPodSandbox' ? r.config : r.sandbox_config;
+  const metadata = podConfig?.metadata;
+  if (!metadata || typeof metadata.name !== 'string') return {};
+  return { podName: shorten(metadata.name, MAX_LOGGED_ID_CHARS), podNamespace: shorten(String(metadata.namespace ?? ''), MAX_LOGGED_ID_CHARS) };
+}
+
+interface PodConfigLike {
+  metadata?: { name?: unknown; namespace?: unknown } | null;
 }
 
 /** Events queued for one subscriber before its events are dropped. */

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,9 @@ import { findExecutable } from '../../src/util/executable.js';
 import { TSCRI_BIN, podConfig, startTestDaemon, type TestDaemon } from './harness.js';
 import { exists } from './host.js';
 import { LOCAL_REGISTRY, testImage } from './images.js';
+
+/** RFC 3339 in UTC, with an optional fraction. */
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/;
 
 describe('the tscri client against the daemon', () => {
   let daemon: TestDaemon;
@@ -49,13 +53,16 @@ describe('the tscri client against the daemon', () => {
     expect((await tscri('pods', '-q', '--label', 'tier=other')).stdout.trim()).toBe('');
     expect((await tscri('pods', '-q', '--name', '^cli-')).stdout.trim()).toBe(id);
 
+    // crictl's layout: status beside the verbose info's keys, times in RFC 3339.
     const inspect = JSON.parse((await tscri('inspectp', id.slice(0, 8))).stdout) as {
-      status: { id: string; state: string; network: { ip: string } };
-      info: { info: { netnsPath: string } };
+      status: { id: string; state: string; network: { ip: string }; createdAt: string };
+      info: { netnsPath: string };
     };
     expect(inspect.status).toMatchObject({ id, state: 'SANDBOX_READY' });
+    expect(inspect.status.createdAt).toMatch(RFC3339);
+    expect(Math.abs(Date.parse(inspect.status.createdAt) - Date.now())).toBeLessThan(60_000);
     expect(inspect.status.network.ip).toMatch(/^10\.88\./);
-    expect(await exists(inspect.info.info.netnsPath)).toBe(true);
+    expect(await exists(inspect.info.netnsPath)).toBe(true);
 
     const info = JSON.parse((await tscri('info')).stdout) as { status: { conditions: Array<{ type: string; status: boolean }> }; config: { root: string } };
     expect(info.status.conditions).toEqual(
@@ -66,7 +73,7 @@ describe('the tscri client against the daemon', () => {
     expect((await tscri('stopp', id)).stdout).toBe(`Stopped sandbox ${id}`);
     expect((await tscri('pods', '--state', 'notready', '-q')).stdout.trim()).toBe(id);
     expect((await tscri('rmp', id)).stdout).toBe(`Removed sandbox ${id}`);
-    expect(await exists(inspect.info.info.netnsPath)).toBe(false);
+    expect(await exists(inspect.info.netnsPath)).toBe(false);
     expect((await tscri('pods', '-q')).stdout.trim()).toBe('');
   });
 
@@ -83,9 +90,9 @@ describe('the tscri client against the daemon', () => {
     expect((await tscri('images', '-q')).stdout.trim()).toBe(id);
     expect((await tscri('images', '--digests')).stdout).toMatch(/DIGEST/);
 
-    const inspected = JSON.parse((await tscri('inspecti', ref)).stdout) as { status: { id: string }; info: { info: { imageSpec: { os: string } } } };
+    const inspected = JSON.parse((await tscri('inspecti', ref)).stdout) as { status: { id: string }; info: { imageSpec: { os: string } } };
     expect(inspected.status.id).toBe(id);
-    expect(inspected.info.info.imageSpec.os).toBe('linux');
+    expect(inspected.info.imageSpec.os).toBe('linux');
     const fsinfo = JSON.parse((await tscri('imagefsinfo')).stdout) as { status: { usedBytes: { value: string } } };
     expect(Number(fsinfo.status.usedBytes.value)).toBeGreaterThan(1_000_000);
 
@@ -129,7 +136,17 @@ describe('the tscri client against the daemon', () => {
     expect((await tscri('logs', '--tail', '1', id)).stdout.split('\n')).toHaveLength(1);
     expect((await tscri('logs', '-t', '--tail', '1', id)).stdout).toMatch(/^\d{4}-\d\d-\d\dT\S+ line \d+$/);
 
-    expect((await tscri('stats')).stdout).toMatch(new RegExp(`${id.slice(0, 13)}\\s+web\\s+\\d+`));
+    const stats = (await tscri('stats', '-s', '1')).stdout;
+    expect(stats).toMatch(/^CONTAINER\s+NAME\s+CPU %\s+MEM\s+DISK\s+INODES$/m);
+    // The shell loop keeps the container a little busy: its CPU % is a number with two decimals.
+    expect(stats).toMatch(new RegExp(`${id.slice(0, 13)}\\s+web\\s+\\d+\\.\\d\\d\\s+[\\d.]+[kMG]?B\\s+[\\d.]+[kMG]?B\\s+\\d+`));
+    const podStats = (await tscri('statsp')).stdout;
+    expect(podStats).toMatch(/^POD\s+POD ID\s+CPU %\s+MEM$/m);
+    expect(podStats).toMatch(/^ctr-pod\s+[0-9a-f]{13}\s+\d+\.\d\d\s+[\d.]+[kMG]?B$/m);
+    const started = JSON.parse((await tscri('inspect', id)).stdout) as { status: { createdAt: string; startedAt: string; finishedAt: string } };
+    expect(started.status.createdAt).toMatch(RFC3339);
+    expect(started.status.startedAt).toMatch(RFC3339);
+    expect(started.status.finishedAt).toBe('0001-01-01T00:00:00Z');
     expect((await tscri('update', '--memory', String(96 * 1024 * 1024), id)).exitCode).toBe(0);
     const inspected = JSON.parse((await tscri('inspect', id)).stdout) as { status: { state: string; resources: { linux: { memoryLimitInBytes: string } } } };
     expect(inspected.status.state).toBe('CONTAINER_RUNNING');
@@ -143,6 +160,36 @@ describe('the tscri client against the daemon', () => {
     expect((await tscri('rm', id)).stdout).toBe(id);
     expect((await tscri('ps', '-a', '-q')).stdout.trim()).toBe('');
     await tscri('rmp', '--all');
+  });
+
+  it('says so when the pod refuses a forwarded connection', async () => {
+    const podFile = path.join(daemon.dirs.base, 'pf-pod.json');
+    await fs.writeFile(podFile, JSON.stringify(podConfig('pf-pod')));
+    const podId = (await tscri('runp', podFile)).stdout.trim();
+    // Nothing in the pod listens on port 9.
+    const forward = execa(process.execPath, [TSCRI_BIN, '-r', `unix://${daemon.socket}`, 'port-forward', podId, ':9'], { reject: false, buffer: true });
+    let stderr = '';
+    forward.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const local = await new Promise<number>((resolve, reject) => {
+        forward.stdout!.on('data', (chunk: Buffer) => {
+          const port = /Forwarding from 127\.0\.0\.1:(\d+) -> 9/.exec(chunk.toString())?.[1];
+          if (port) resolve(Number(port));
+        });
+        void forward.then((r) => reject(new Error(`port-forward ended: ${r.stderr}`)));
+      });
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(local, '127.0.0.1');
+        socket.on('error', () => resolve());
+        socket.on('close', () => resolve());
+      });
+      for (let i = 0; i < 50 && !stderr.includes('port 9'); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(stderr).toMatch(new RegExp(`port-forward to pod ${podId} port 9: .*(refused|Connection)`, 'i'));
+    } finally {
+      forward.kill('SIGTERM');
+      await forward;
+    }
+    await tscri('rmp', podId);
   });
 
   it('reports server errors with their message and a non-zero exit', async () => {

@@ -305,6 +305,29 @@ describe('images as pod rootfs', () => {
   });
 });
 
+describe('zstd layers', () => {
+  it('pulls an image whose layer is tar+zstd, verified, and runs a container from it', async () => {
+    const daemon = await startTestDaemon();
+    try {
+      const ref = testImage('busybox-zstd');
+      const { image_ref } = await daemon.images('PullImage', { image: spec(ref) });
+      const { info } = await daemon.images('ImageStatus', { image: spec(ref), verbose: true });
+      expect(JSON.parse(info.info!).layers[0].mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+      const config = podConfig('zstd');
+      const { pod_sandbox_id } = await daemon.runtime('RunPodSandbox', { config });
+      const container = { metadata: { name: 'c', attempt: 0 }, image: { image: image_ref }, command: ['sleep', '3600'], linux: {} };
+      const { container_id } = await daemon.runtime('CreateContainer', { pod_sandbox_id, config: container, sandbox_config: config });
+      await daemon.runtime('StartContainer', { container_id });
+      const { stdout } = await daemon.runtime('ExecSync', { container_id, cmd: ['cat', '/etc/compression'], timeout: 10 });
+      expect(stdout.toString()).toBe('zstd\n');
+      await daemon.runtime('StopPodSandbox', { pod_sandbox_id });
+      await daemon.runtime('RemovePodSandbox', { pod_sandbox_id });
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
 /** Entries of a directory as the process `pid` sees it (through /proc/<pid>/root). */
 async function listInMountNs(pid: number, dir: string): Promise<string[]> {
   return (await fs.readdir(path.join(`/proc/${pid}/root`, dir))).filter((e) => !['dev', 'proc', 'sys'].includes(e)).sort();

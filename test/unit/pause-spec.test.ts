@@ -34,6 +34,7 @@ function input(namespaces: Partial<cri.NamespaceOption> = {}, extra: Partial<Pau
     shmPath: '/run/tscri/sandboxes/sb1/shm',
     cgroupsPath: '/kubepods/sb1',
     ownOomScoreAdj: 0,
+    seccomp: undefined,
     ...extra,
   };
 }

@@ -4,9 +4,9 @@ import { InvalidArgumentError } from '../../errors.js';
 import { call } from '../client.js';
 import { clientContext, collect, parseLabels, type ClientContext } from '../context.js';
 import { followLog, printLog } from '../logs.js';
-import { ago, parsedInfo, printJson, printMessage, printTable, shortId } from '../output.js';
-import { messageToJson } from '../proto-json.js';
-import { humanSize } from './image.js';
+import { containerStatusJson } from '../inspect.js';
+import { ago, inspectView, printInspected, printMessage, printTable, sampleMs, shortId, sleep } from '../output.js';
+import { CONTAINER_STATS_HEADER, containerStatsRows } from '../stats.js';
 import { runInTerminal } from './stream.js';
 import { readConfigFile } from './sandbox.js';
 
@@ -154,10 +154,12 @@ export function containerCommands(): Command[] {
     .argument('<container-id...>')
     .action(async (ids: string[], _opts: unknown, command: Command) => {
       const ctx = clientContext(command);
+      const views = [];
       for (const id of ids) {
         const res = await call(ctx.clients.runtime, 'ContainerStatus', { container_id: id, verbose: true }, ctx.timeoutMs);
-        printJson({ status: messageToJson('ContainerStatus', res.status), info: parsedInfo(res.info) });
+        views.push(inspectView(containerStatusJson(res.status as cri.ContainerStatus), res.info));
       }
+      printInspected(views);
     });
 
   const logs = new Command('logs')
@@ -206,28 +208,22 @@ export function containerCommands(): Command[] {
     });
 
   const stats = new Command('stats')
-    .description('Show container resource usage')
+    .description('Show container resource usage; CPU % is measured over a sample of --seconds')
     .argument('[container-id]')
+    .option('--id <id>', 'filter by container id (prefix)')
     .option('-a, --all', 'include containers that are not running')
     .option('-p, --pod <pod-id>', 'only this pod')
     .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
     .option('-o, --output <format>', 'json or table', 'table')
-    .action(async (id: string | undefined, opts: { all?: boolean; pod?: string; label: string[]; output: string }, command: Command) => {
+    .option('-s, --seconds <n>', 'sample duration for CPU %, in seconds', '1')
+    .action(async (id: string | undefined, opts: StatsOptions, command: Command) => {
       const ctx = clientContext(command);
-      const filter = { id: id ?? '', pod_sandbox_id: opts.pod ?? '', label_selector: parseLabels(opts.label) };
-      const list = (await call(ctx.clients.runtime, 'ListContainerStats', { filter }, ctx.timeoutMs)).stats as cri.ContainerStats[];
-      if (opts.output === 'json') return printMessage('ListContainerStatsResponse', { stats: list });
-      printTable(
-        ['CONTAINER', 'NAME', 'CPU NS', 'MEM', 'DISK', 'INODES'],
-        list.map((s) => [
-          shortId(s.attributes?.id ?? '', false),
-          s.attributes?.metadata?.name ?? '',
-          String(s.cpu?.usage_core_nano_seconds?.value ?? 0),
-          humanSize(Number(s.memory?.working_set_bytes?.value ?? 0)),
-          humanSize(Number(s.writable_layer?.used_bytes?.value ?? 0)),
-          String(s.writable_layer?.inodes_used?.value ?? 0),
-        ]),
-      );
+      const filter = { id: opts.id ?? id ?? '', pod_sandbox_id: opts.pod ?? '', label_selector: parseLabels(opts.label) };
+      const sample = async () => (await call(ctx.clients.runtime, 'ListContainerStats', { filter }, ctx.timeoutMs)).stats as cri.ContainerStats[];
+      const before = await sample();
+      if (opts.output === 'json') return printMessage('ListContainerStatsResponse', { stats: before });
+      await sleep(sampleMs(opts.seconds));
+      printTable(CONTAINER_STATS_HEADER, containerStatsRows(before, await sample(), opts.all ?? false));
     });
 
   const update = new Command('update')
@@ -270,6 +266,15 @@ interface PsOptions {
   latest?: boolean;
   last?: string;
   trunc: boolean;
+}
+
+interface StatsOptions {
+  id?: string;
+  all?: boolean;
+  pod?: string;
+  label: string[];
+  output: string;
+  seconds: string;
 }
 
 interface ExecOptions {

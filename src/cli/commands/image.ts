@@ -4,7 +4,8 @@ import { InvalidArgumentError } from '../../errors.js';
 import type { PullProgressSnapshot } from '../../image/progress.js';
 import { call } from '../client.js';
 import { clientContext, type ClientContext } from '../context.js';
-import { parsedInfo, printJson, printTable } from '../output.js';
+import { humanSize, inspectView, printInspected, printJson, printTable } from '../output.js';
+import { finishedProgressLine, progressLine } from '../progress.js';
 import { messageToJson } from '../proto-json.js';
 
 const spec = (image: string) => ({ image });
@@ -21,10 +22,10 @@ export function imageCommands(): Command[] {
       const bar = process.stderr.isTTY ? startProgressBar(ctx, image) : undefined;
       try {
         const { image_ref } = await call(ctx.clients.image, 'PullImage', { image: spec(image), ...(auth ? { auth } : {}) }, ctx.timeoutMs);
-        bar?.stop();
+        bar?.stop(true);
         process.stdout.write(`Image is up to date for ${image_ref}\n`);
       } finally {
-        bar?.stop();
+        bar?.stop(false);
       }
     });
 
@@ -58,11 +59,13 @@ export function imageCommands(): Command[] {
     .argument('<image...>')
     .action(async (names: string[], _opts: unknown, command: Command) => {
       const ctx = clientContext(command);
+      const views = [];
       for (const name of names) {
         const res = await call(ctx.clients.image, 'ImageStatus', { image: spec(name), verbose: true }, ctx.timeoutMs);
         if (!res.image) throw new InvalidArgumentError(`no such image "${name}" present`);
-        printJson({ status: messageToJson('Image', res.image), info: parsedInfo(res.info) });
+        views.push(inspectView(messageToJson('Image', res.image) as Record<string, unknown>, res.info));
       }
+      printInspected(views);
     });
 
   const rmi = new Command('rmi')
@@ -113,36 +116,26 @@ function imageRows(image: cri.Image, trunc: boolean, digests: boolean): string[]
   });
 }
 
-/** Decimal units with three significant digits, as docker and crictl print sizes. */
-export function humanSize(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  return `${Number(value.toPrecision(3))}${units[unit]}`;
-}
+export { humanSize } from '../output.js';
 
-/** Poll the daemon for the pull's progress and draw a bar on stderr until stopped. */
-function startProgressBar(ctx: ClientContext, image: string): { stop(): void } {
+/**
+ * Poll the daemon for the pull's progress and draw a bar on stderr until stopped. The daemon
+ * is polled, so the last snapshot seen may be short of the end: a pull that succeeded is
+ * drawn complete, one that failed is left where it was.
+ */
+function startProgressBar(ctx: ClientContext, image: string): { stop(succeeded: boolean): void } {
   let stopped = false;
-  const draw = (p: PullProgressSnapshot): void => {
-    const width = 30;
-    const fraction = p.bytesTotal > 0 ? Math.min(1, p.bytesDone / p.bytesTotal) : 0;
-    const filled = Math.round(fraction * width);
-    const bar = `${'#'.repeat(filled)}${'-'.repeat(width - filled)}`;
-    process.stderr.write(
-      `\r[${bar}] ${humanSize(p.bytesDone)}/${humanSize(p.bytesTotal)}  ${p.layersDone}/${p.layers} layers  ${humanSize(p.bytesPerSecond)}/s `,
-    );
-  };
+  let last: PullProgressSnapshot | undefined;
+  const draw = (line: string): void => void process.stderr.write(`\r${line}\x1b[K`);
   const tick = async (): Promise<void> => {
     while (!stopped) {
       try {
         const res = await call(ctx.clients.image, 'ImageStatus', { image: spec(image), verbose: true }, 2000);
         const progress = res.info.pullProgress;
-        if (progress && !stopped) draw(JSON.parse(progress) as PullProgressSnapshot);
+        if (progress && !stopped) {
+          last = JSON.parse(progress) as PullProgressSnapshot;
+          draw(progressLine(last));
+        }
       } catch {
         // Progress is best effort; the pull's own result is what counts.
       }
@@ -151,10 +144,11 @@ function startProgressBar(ctx: ClientContext, image: string): { stop(): void } {
   };
   void tick();
   return {
-    stop() {
+    stop(succeeded) {
       if (stopped) return;
       stopped = true;
-      process.stderr.write('\n');
+      if (succeeded) draw(finishedProgressLine(last));
+      if (succeeded || last) process.stderr.write('\n');
     },
   };
 }

@@ -4,8 +4,10 @@ import type * as cri from '../../api/cri.js';
 import { InvalidArgumentError, messageOf } from '../../errors.js';
 import { call } from '../client.js';
 import { clientContext, collect, parseLabels, type ClientContext } from '../context.js';
-import { ago, parsedInfo, printJson, printMessage, printTable, shortId } from '../output.js';
-import { messageFromJson, messageToJson } from '../proto-json.js';
+import { sandboxStatusJson } from '../inspect.js';
+import { ago, inspectView, printInspected, printMessage, printTable, sampleMs, shortId, sleep } from '../output.js';
+import { messageFromJson } from '../proto-json.js';
+import { POD_STATS_HEADER, podStatsRows } from '../stats.js';
 
 /** Read a JSON config file (crictl's pod-config.json format) as a CRI message. */
 export async function readConfigFile(typeName: string, file: string): Promise<Record<string, unknown>> {
@@ -113,6 +115,7 @@ export function sandboxCommands(): Command[] {
     .option('-o, --output <format>', 'json or table', 'json')
     .action(async (ids: string[], opts: { output: string }, command: Command) => {
       const ctx = clientContext(command);
+      const views = [];
       for (const id of ids) {
         const { runtime } = ctx.clients;
         const res = await call(runtime, 'PodSandboxStatus', { pod_sandbox_id: id, verbose: true }, ctx.timeoutMs);
@@ -122,12 +125,30 @@ export function sandboxCommands(): Command[] {
             [status.id, status.metadata?.name ?? '', status.metadata?.namespace ?? '', status.state, status.network?.ip ?? '', ago(status.created_at)],
           ]);
         } else {
-          printJson({ status: messageToJson('PodSandboxStatus', status), info: parsedInfo(res.info) });
+          views.push(inspectView(sandboxStatusJson(status), res.info));
         }
       }
+      printInspected(views);
     });
 
-  return [runp, stopp, rmp, pods, inspectp];
+  const statsp = new Command('statsp')
+    .description("Show pods' resource usage; CPU % is measured over a sample of --seconds")
+    .argument('[pod-id]')
+    .option('--id <id>', 'filter by pod id (prefix)')
+    .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
+    .option('-o, --output <format>', 'json or table', 'table')
+    .option('-s, --seconds <n>', 'sample duration for CPU %, in seconds', '1')
+    .action(async (id: string | undefined, opts: { id?: string; label: string[]; output: string; seconds: string }, command: Command) => {
+      const ctx = clientContext(command);
+      const filter = { id: opts.id ?? id ?? '', label_selector: parseLabels(opts.label) };
+      const sample = async () => (await call(ctx.clients.runtime, 'ListPodSandboxStats', { filter }, ctx.timeoutMs)).stats as cri.PodSandboxStats[];
+      const before = await sample();
+      if (opts.output === 'json') return printMessage('ListPodSandboxStatsResponse', { stats: before });
+      await sleep(sampleMs(opts.seconds));
+      printTable(POD_STATS_HEADER, podStatsRows(before, await sample()));
+    });
+
+  return [runp, stopp, rmp, pods, inspectp, statsp];
 }
 
 interface PodsOptions {

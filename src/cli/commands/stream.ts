@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Command } from 'commander';
-import { InvalidArgumentError, messageOf } from '../../errors.js';
+import { InvalidArgumentError, UnavailableError, messageOf } from '../../errors.js';
 import { openPortForward, runRemoteCommand, type Transport } from '../../streaming/client.js';
 import { call } from '../client.js';
 import { clientContext } from '../context.js';
@@ -74,29 +75,44 @@ export function streamCommands(): Command[] {
       const ctx = clientContext(command);
       const mappings = specs.map(parsePortSpec);
       const { url } = await call(ctx.clients.runtime, 'PortForward', { pod_sandbox_id: podId, port: mappings.map((m) => m.remote) }, ctx.timeoutMs);
-      const session = await openPortForward(url, transportOf(opts.transport));
+      const session = await openPortForward(url, transportOf(opts.transport)).catch((err: unknown) => {
+        throw new UnavailableError(`port-forward to pod ${podId}: the streaming server refused the session: ${messageOf(err)}`);
+      });
       for (const { local, remote } of mappings) {
-        const server = net.createServer((client) => {
-          session.connect(remote).then(
-            (upstream) => {
-              client.pipe(upstream).pipe(client);
-              upstream.on('error', () => client.destroy());
-              client.on('error', () => upstream.destroy());
-            },
-            (err: unknown) => {
-              process.stderr.write(`port-forward to ${remote}: ${messageOf(err)}\n`);
-              client.destroy();
-            },
-          );
-        });
-        await new Promise<void>((resolve) => server.listen(local, opts.address, resolve));
-        const bound = (server.address() as net.AddressInfo).port;
+        const server = net.createServer((client) => forward(client, () => session.connect(remote), `pod ${podId} port ${remote}`));
+        const bound = await listen(server, local, opts.address);
         process.stdout.write(`Forwarding from ${opts.address}:${bound} -> ${remote}\n`);
       }
       await new Promise(() => undefined); // until interrupted
     });
 
   return [attach, portForward];
+}
+
+/**
+ * Join one local connection to a new forwarded one. Whatever refuses it (the streaming
+ * server, or the pod: nothing listening on the port) is said on stderr, and the local
+ * connection is closed, so the user sees why their client got nothing.
+ */
+function forward(client: net.Socket, connect: () => Promise<Duplex>, target: string): void {
+  const refused = (err: unknown): void => {
+    process.stderr.write(`port-forward to ${target}: ${messageOf(err)}\n`);
+    client.destroy();
+  };
+  client.on('error', () => undefined); // the local peer going away is not worth a message
+  connect().then((upstream) => {
+    client.pipe(upstream).pipe(client);
+    upstream.on('error', refused);
+    client.on('close', () => upstream.destroy());
+  }, refused);
+}
+
+/** Listen on a local port; the port bound (which the OS chose for 0). A port in use is said plainly. */
+function listen(server: net.Server, port: number, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(new UnavailableError(`port-forward: cannot listen on ${address}:${port}: ${messageOf(err)}`)));
+    server.listen(port, address, () => resolve((server.address() as net.AddressInfo).port));
+  });
 }
 
 /** "8080:80" listens on 8080 for port 80; "80" listens on 80; ":80" on an ephemeral port. */

@@ -2,22 +2,18 @@ import type { Readable } from 'node:stream';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import type { RegistryMirror } from '../../config/config.js';
 import { InternalError, NotFoundError, TscriError, UnavailableError, messageOf } from '../../errors.js';
 import { after } from '../../util/timer.js';
 import { TSCRI_VERSION } from '../../version.js';
-import { apiHostOf, type ImageReference } from '../reference.js';
+import type { ImageReference } from '../reference.js';
 import { basicAuthorization, parseChallenges, type Challenge, type Credentials } from './auth.js';
 import { BODY_LIMITS, BodyTooLargeError, announcedLength, bodyStream, discard, excerpt, limitText, readBody, type BodyLimit, type BodyOptions } from './body.js';
 import { MANIFEST_ACCEPT, type Descriptor } from './manifest.js';
+import type { Endpoint } from './endpoints.js';
+import type { TlsMaterial, Transport } from './transport.js';
 import { DigestMismatchError, VerifyingStream, sha256Digest } from './verify.js';
 
-/** One place an image can be fetched from: a mirror or the registry itself. */
-export interface Endpoint {
-  /** Base URL without trailing slash; API paths start with /v2/. */
-  url: string;
-  isMirror: boolean;
-}
+export { endpointsFor, type Endpoint } from './endpoints.js';
 
 /** How long to wait for a registry's response headers (bodies have an idle timeout instead). */
 const RESPONSE_TIMEOUT_MS = 30_000;
@@ -34,6 +30,8 @@ export interface SessionOptions {
   bodyIdleSetting?: string;
   /** Called for every response and every chunk of every body: the session is making progress. */
   onActivity?: () => void;
+  /** Chooses each request's connection (TLS settings, proxy); fetch's default without it. */
+  transport?: Transport;
 }
 
 /** A response to one request, with the URL it came from and what to call once its body is done. */
@@ -41,22 +39,6 @@ interface Answer {
   response: Response;
   url: string;
   done: () => void;
-}
-
-/**
- * Where to fetch an image from: the configured mirrors of its registry in order, then the
- * registry itself. The registry is reached over https, except loopback registries, which
- * (as Docker treats them) are plain http; mirrors use the scheme they are configured with.
- */
-export function endpointsFor(domain: string, mirrors: Record<string, RegistryMirror>): Endpoint[] {
-  const configured = (mirrors[domain]?.endpoints ?? []).map((url) => ({ url: url.replace(/\/+$/, ''), isMirror: true }));
-  const host = apiHostOf(domain);
-  return [...configured, { url: `${isLoopback(host) ? 'http' : 'https'}://${host}`, isMirror: false }];
-}
-
-function isLoopback(host: string): boolean {
-  const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  return name === 'localhost' || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name);
 }
 
 export interface FetchedManifest {
@@ -103,11 +85,12 @@ export class RegistrySession {
    */
   async manifest(tagOrDigest: string, descriptor?: Descriptor): Promise<FetchedManifest> {
     if (descriptor) refuseOversizedDescriptor(`manifest ${descriptor.digest}`, descriptor.size, BODY_LIMITS.manifest);
-    return this.tryEndpoints(`manifest ${tagOrDigest}`, async (endpoint) => {
+    const byDigest = tagOrDigest.includes(':');
+    return this.tryEndpoints(`manifest ${tagOrDigest}`, byDigest, async (endpoint) => {
       const answer = await this.request(endpoint, `manifests/${tagOrDigest}`, { accept: MANIFEST_ACCEPT });
       const bytes = await readBody(answer.response, BODY_LIMITS.manifest, this.bodyOptions(`manifest ${tagOrDigest}`, answer));
       const digest = sha256Digest(bytes);
-      if (tagOrDigest.includes(':') && tagOrDigest !== digest) {
+      if (byDigest && tagOrDigest !== digest) {
         throw new InternalError(`manifest ${tagOrDigest} from ${endpoint.url} hashes to ${digest}`);
       }
       return { bytes, mediaType: excerpt(answer.response.headers.get('content-type') ?? ''), digest };
@@ -120,7 +103,7 @@ export class RegistrySession {
    */
   async blob(descriptor: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
     const { digest, size } = descriptor;
-    return this.tryEndpoints(`blob ${digest}`, async (endpoint) => {
+    return this.tryEndpoints(`blob ${digest}`, true, async (endpoint) => {
       const answer = await this.request(endpoint, `blobs/${digest}`, {});
       const announced = announcedLength(answer.response);
       if (announced !== undefined && announced !== size) {
@@ -154,12 +137,17 @@ export class RegistrySession {
   }
 
   /**
-   * Run `attempt` against the endpoint that already answered (if any) and then the others in
-   * order; the first success wins. Every endpoint failing with one code (all NotFound, all
-   * too large, …) is an error of that code; failing in different ways is Unavailable.
+   * Run `attempt` against the endpoints in the order `orderFor` gives; the first success wins.
+   * Every endpoint failing with one code (all NotFound, all too large, …) is an error of that
+   * code; failing in different ways is Unavailable.
    */
-  private async tryEndpoints<T>(what: string, attempt: (endpoint: Endpoint) => Promise<T>): Promise<T> {
-    const order = this.current ? [this.current, ...this.endpoints.filter((e) => e !== this.current)] : this.endpoints;
+  private async tryEndpoints<T>(what: string, byDigest: boolean, attempt: (endpoint: Endpoint) => Promise<T>): Promise<T> {
+    const order = this.orderFor(byDigest);
+    if (order.length === 0) {
+      throw new TscriError('FailedPrecondition', `cannot fetch ${what} of ${this.ref.domain}/${this.ref.path}: no configured host may ${byDigest ? 'pull' : 'resolve a tag'}`, {
+        hint: 'check the capabilities in the registry\'s hosts.toml',
+      });
+    }
     const failures: Array<{ endpoint: Endpoint; err: unknown }> = [];
     for (const endpoint of order) {
       try {
@@ -179,9 +167,23 @@ export class RegistrySession {
     throw allAlike ? new TscriError(first.code, message, { hint: first.hint }) : new UnavailableError(message);
   }
 
-  /** GET /v2/<path>/<suffix>, answering an authentication challenge once. */
+  /**
+   * The endpoint that already answered first, then the others in order. A tag goes only to
+   * hosts that may resolve; content by digest goes first to the digest-only hosts placed
+   * before the one that answered, since serving content is what they are there for.
+   */
+  private orderFor(byDigest: boolean): Endpoint[] {
+    const eligible = byDigest ? this.endpoints : this.endpoints.filter((e) => e.resolves !== false);
+    const current = this.current;
+    if (!current || !eligible.includes(current)) return eligible;
+    const before = eligible.slice(0, eligible.indexOf(current));
+    const digestOnly = byDigest ? before.filter((e) => e.resolves === false) : [];
+    return [...digestOnly, current, ...eligible.filter((e) => e !== current && !digestOnly.includes(e))];
+  }
+
+  /** GET <api root>/<path>/<suffix>, answering an authentication challenge once. */
   private async request(endpoint: Endpoint, suffix: string, headers: { accept?: string }): Promise<Answer> {
-    const url = `${endpoint.url}/v2/${this.ref.path}/${suffix}`;
+    const url = `${endpoint.apiRoot ?? `${endpoint.url}/v2`}/${this.ref.path}/${suffix}`;
     const done = this.waitFor(url);
     try {
       const response = await this.authorizedGet(endpoint, url, headers);
@@ -194,16 +196,16 @@ export class RegistrySession {
   }
 
   private async authorizedGet(endpoint: Endpoint, url: string, headers: { accept?: string }): Promise<Response> {
-    const base: Record<string, string> = { 'user-agent': USER_AGENT };
-    if (headers.accept) base.accept = headers.accept;
+    const base: HeaderList = [...configuredHeaders(endpoint), ['user-agent', USER_AGENT]];
+    if (headers.accept) base.push(['accept', headers.accept]);
     const cached = this.tokens.get(endpoint.url);
-    const response = await this.fetch(url, cached ? { ...base, authorization: cached } : base);
+    const response = await this.fetch(url, cached ? [...base, ['authorization', cached]] : base, endpoint.tls);
     if (response.status !== 401) return response;
     await discard(response);
     const authorization = await this.authorize(endpoint, parseChallenges(response.headers.get('www-authenticate')));
     if (!authorization) return response;
     this.tokens.set(endpoint.url, authorization);
-    return this.fetch(url, { ...base, authorization });
+    return this.fetch(url, [...base, ['authorization', authorization]], endpoint.tls);
   }
 
   /** The error for a response that is not a success, with what the registry said (in short). */
@@ -217,25 +219,28 @@ export class RegistrySession {
 
   /** The Authorization header answering a challenge, or undefined if it cannot be answered. */
   private async authorize(endpoint: Endpoint, challenges: Challenge[]): Promise<string | undefined> {
-    const credentials = endpoint.isMirror ? undefined : this.credentials;
+    // The request's credentials win; the auth file's are for when it brings none, and for
+    // hosts other than the server, which never see the request's.
+    const credentials = (endpoint.isMirror ? undefined : this.credentials) ?? endpoint.credentials;
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     if (bearer) {
       if (credentials?.registryToken) return `Bearer ${credentials.registryToken}`;
-      return `Bearer ${await this.fetchToken(bearer, credentials)}`;
+      return `Bearer ${await this.fetchToken(bearer, credentials, endpoint)}`;
     }
     if (challenges.some((c) => c.scheme === 'basic')) return basicAuthorization(credentials);
     return undefined;
   }
 
   /** The token flow: ask the challenge's realm for a pull token for this repository. */
-  private async fetchToken(challenge: Challenge, credentials: Credentials | undefined): Promise<string> {
+  private async fetchToken(challenge: Challenge, credentials: Credentials | undefined, endpoint: Endpoint): Promise<string> {
     const realm = challenge.params.realm;
     if (!realm) throw new InternalError('bearer challenge without a realm');
     const scope = challenge.params.scope || `repository:${this.ref.path}:pull`;
     const { url, headers, body } = tokenRequest(realm, challenge, scope, credentials);
     const done = this.waitFor(url);
     try {
-      const response = await this.fetch(url, headers, body);
+      // The token service is the endpoint's: its headers and TLS settings go along.
+      const response = await this.fetch(url, [...configuredHeaders(endpoint), ...Object.entries(headers)], endpoint.tls, body);
       if (!response.ok) {
         await discard(response);
         throw new TscriError('FailedPrecondition', `token request to ${excerpt(realm)} failed: ${response.status} ${excerpt(response.statusText)}`);
@@ -248,21 +253,23 @@ export class RegistrySession {
   }
 
   /** fetch with a deadline on the response headers; the session's signal covers the body too. */
-  private async fetch(url: string, headers: Record<string, string>, body?: string): Promise<Response> {
+  private async fetch(url: string, headers: HeaderList, tls: TlsMaterial | undefined, body?: string): Promise<Response> {
     const headersDeadline = new AbortController();
     const timer = after(RESPONSE_TIMEOUT_MS, () =>
       headersDeadline.abort(new UnavailableError(`${excerpt(url)}: no response within ${RESPONSE_TIMEOUT_MS / 1000} s`)),
     );
     const signal = this.signal ? AbortSignal.any([headersDeadline.signal, this.signal]) : headersDeadline.signal;
     try {
-      const response = await fetch(url, { method: body === undefined ? 'GET' : 'POST', headers, body, redirect: 'follow', signal });
+      const dispatcher = this.options.transport?.dispatcherFor(url, tls);
+      const init = { method: body === undefined ? 'GET' : 'POST', headers, body, redirect: 'follow', signal } as const;
+      // undici's dispatcher option, which Node's fetch takes but its RequestInit type omits.
+      const response = await fetch(url, dispatcher ? ({ ...init, dispatcher } as RequestInit) : init);
       this.options.onActivity?.();
       return response;
     } catch (err) {
       // Our own deadline and the session's abort carry their message as the reason.
       if (signal.aborted && signal.reason instanceof TscriError) throw signal.reason;
-      const cause = (err as { cause?: unknown }).cause;
-      throw new UnavailableError(`${excerpt(url)}: ${messageOf(cause ?? err)}`);
+      throw connectionError(url, (err as { cause?: unknown }).cause ?? err);
     } finally {
       clearTimeout(timer);
     }
@@ -286,6 +293,28 @@ export class RegistrySession {
     this.waiting.set(mark, url);
     return () => this.waiting.delete(mark);
   }
+}
+
+type HeaderList = Array<[string, string]>;
+
+/** hosts.toml's headers for an endpoint, each value its own header line. */
+function configuredHeaders(endpoint: Endpoint): HeaderList {
+  return Object.entries(endpoint.headers ?? {}).flatMap(([name, values]) => values.map((value): [string, string] => [name, value]));
+}
+
+/** Node's codes for a server certificate that cannot be verified. */
+const CERTIFICATE_CODES = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID|CERT_UNTRUSTED)$/;
+
+/** Unavailable, saying what failed; a certificate the node does not trust says how to fix it. */
+function connectionError(url: string, cause: unknown): UnavailableError {
+  const code = (cause as { code?: unknown })?.code;
+  const detail = `${messageOf(cause)}${typeof code === 'string' && !messageOf(cause).includes(code) ? ` (${code})` : ''}`;
+  if (typeof code === 'string' && CERTIFICATE_CODES.test(code)) {
+    return new UnavailableError(`${excerpt(url)}: TLS: the registry's certificate is not trusted: ${detail}`, {
+      hint: "give the registry's CA as `ca` in its hosts.toml under [registry] config_path (or, for tests only, skip_verify = true)",
+    });
+  }
+  return new UnavailableError(`${excerpt(url)}: ${detail}`);
 }
 
 /** A descriptor naming more than `limit` is refused before anything is asked for. */

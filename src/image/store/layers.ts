@@ -2,12 +2,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import type { Logger } from 'pino';
-import { TscriError, UnimplementedError, errnoCode } from '../../errors.js';
+import { TscriError, errnoCode } from '../../errors.js';
 import { newId } from '../../util/ids.js';
 import { compressionOf, type Descriptor } from '../registry/manifest.js';
 import { VerifyingStream } from '../registry/verify.js';
+import { decompressorFor } from './decompress.js';
 import type { StoreLayout } from './layout.js';
 import { TarTail } from './tar-tail.js';
 import { unpackLayer } from './unpack.js';
@@ -77,7 +77,6 @@ export class LayerStore {
   private async unpack(source: LayerSource, onBytes: (n: number) => void, signal?: AbortSignal): Promise<UnpackStats> {
     const { descriptor, diffId } = source;
     const compression = compressionOf(descriptor.mediaType);
-    if (compression === 'zstd') throw new UnimplementedError(`zstd layers are not supported yet (${descriptor.digest})`);
     const target = path.join(this.layout.tmpDir, `layer-${newId().slice(0, 16)}`);
     await fs.mkdir(target, { recursive: true, mode: 0o755 });
     const abort = new AbortController();
@@ -87,7 +86,8 @@ export class LayerStore {
       const blob = await source.open();
       const tar = new PassThrough({ highWaterMark: 1 << 20 });
       const stages: NodeJS.ReadWriteStream[] = [new VerifyingStream(descriptor.digest, descriptor.size, onBytes)];
-      if (compression === 'gzip') stages.push(createGunzip());
+      const decompressor = decompressorFor(compression);
+      if (decompressor) stages.push(decompressor);
       stages.push(new VerifyingStream(diffId, undefined), new TarTail());
       const transfer = pipeline([blob, ...stages, tar], { signal: abort.signal });
       const unpacked = unpackLayer(tar, { target, signal: abort.signal });
