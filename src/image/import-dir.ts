@@ -118,6 +118,8 @@ async function settled(file: string): Promise<{ mtimeMs: number; size: number } 
     }
     if (!stat.isFile()) return undefined;
     const now = { mtimeMs: stat.mtimeMs, size: stat.size };
+    // Untouched for a settle period already (a file found at start): no need to watch it.
+    if (!previous && Date.now() - now.mtimeMs >= SETTLE_MS) return now;
     if (previous && previous.mtimeMs === now.mtimeMs && previous.size === now.size) return now;
     previous = now;
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
