@@ -29,6 +29,7 @@ import { imageLoaderHandlers } from './server/load-service.js';
 import { podNamesLookup } from './server/pod-names.js';
 import { runtimeServiceHandlers } from './server/runtime-service.js';
 import { CriServer } from './server/server.js';
+import { DaemonLayout } from './layout.js';
 import { lockDirectories, type DaemonLock } from './store/daemon-lock.js';
 import { findExecutable } from './util/executable.js';
 import { elapsedMs } from './util/time.js';
@@ -63,11 +64,12 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   checkCgroupDriver(config);
   enableIdleGc();
 
+  const layout = new DaemonLayout(config.root, config.state);
   const conmon = await requireExecutable(config.runtime.conmon, 'conmon');
   const network = new CniNetworkManager({
     confDir: config.cni.confDir,
     binDirs: config.cni.binDirs,
-    cacheDir: path.join(config.root, 'cni', 'results'),
+    cacheDir: layout.cniResults,
     logger: log,
     defaultNetwork: config.cni.defaultNetwork,
     pluginTimeoutMs: config.cni.pluginTimeoutMs,
@@ -76,7 +78,7 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   // The runtimes' probes (a trial container each) take the longest: the rest starts meanwhile.
   const [handlers] = await Promise.all([
     probeHandlers(config, {
-      scratchDir: path.join(config.state, 'probes'),
+      scratchDir: layout.probes,
       cgroupDriver: config.cgroupDriver,
       cgroupParent: config.defaultCgroupParent,
       log,
@@ -87,8 +89,8 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   const runtime = new ConmonRuntime({
     conmon,
     handlers,
-    bundleRoot: path.join(config.state, 'bundles'),
-    exitDir: path.join(config.state, 'exits'),
+    bundleRoot: layout.bundles,
+    exitDir: layout.exits,
     logger: log,
   });
   await runtime.open();
