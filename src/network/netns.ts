@@ -7,6 +7,9 @@ import { run } from '../util/run.js';
 
 export const NETNS_DIR = '/run/netns';
 
+/** fs.statfs type of an nsfs mount: what a live netns path (bind mount or /proc/<pid>/ns/net) is. */
+const NSFS_MAGIC = 0x6e736673;
+
 export interface NamedNetns {
   name: string;
   /** /run/netns/<name>: what CNI_NETNS and the OCI spec point at. */
@@ -52,6 +55,21 @@ export async function removeNetns(netnsPath: string): Promise<void> {
 
 export async function netnsExists(netnsPath: string): Promise<boolean> {
   return exists(netnsPath);
+}
+
+/**
+ * True when the path is a mounted network namespace. A netns path whose mount is gone (the
+ * file under /run/netns left behind) makes CNI plugins fail on DEL instead of cleaning up,
+ * so it counts as gone, like a missing file.
+ */
+export async function isLiveNetns(netnsPath: string): Promise<boolean> {
+  if (netnsPath === '') return false;
+  try {
+    return (await fs.statfs(netnsPath)).type === NSFS_MAGIC;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return false;
+    throw err;
+  }
 }
 
 async function exists(file: string): Promise<boolean> {

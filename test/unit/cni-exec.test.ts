@@ -7,7 +7,6 @@ import {
   DEFAULT_PLUGIN_TIMEOUT_MS,
   ProcessPluginExecutor,
   findPlugin,
-  findPluginSync,
   invokePlugin,
   pluginEnv,
   pluginFailure,
@@ -110,8 +109,8 @@ describe('findPlugin', () => {
     expect(await findPlugin('noexec', dirs)).toBe(path.join(second, 'noexec'));
     expect(await findPlugin('adir', dirs)).toBeUndefined();
     expect(await findPlugin('absent', dirs)).toBeUndefined();
-    expect(findPluginSync('noexec', dirs)).toBe(path.join(second, 'noexec'));
-    expect(findPluginSync('absent', dirs)).toBeUndefined();
+    expect(findPlugin('noexec', dirs)).toBe(path.join(second, 'noexec'));
+    expect(findPlugin('absent', dirs)).toBeUndefined();
   });
 });
 

@@ -8,22 +8,17 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { InternalError } from '../../errors.js';
 import { readJsonIfExists, syncDir, writeJsonAtomic } from '../../store/atomic.js';
-import type { CapabilityArgs } from './types.js';
-import type { CniArgPair } from './args.js';
+import type { Attachment } from './types.js';
 import { isRecord } from './config.js';
 
-export interface CacheEntry {
+/** The attachment as the ADD was given it, with the network it ran and what it returned. */
+export interface CacheEntry extends Attachment {
   version: 1;
-  containerId: string;
-  ifName: string;
-  netnsPath: string;
   networkName: string;
   /** The conf file the network came from. */
   source: string;
   /** The complete conflist object the ADD ran with. */
   config: Record<string, unknown>;
-  args: CniArgPair[];
-  capabilityArgs: CapabilityArgs;
   /** The final result exactly as the last plugin printed it; absent until the chain succeeded. */
   result?: unknown;
 }

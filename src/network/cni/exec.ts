@@ -3,7 +3,7 @@
  * a failure becomes a CniPluginError. The process itself is started by a PluginExecutor so
  * tests can stand in for real plugins.
  */
-import { constants as fsConstants, promises as fs, accessSync, statSync } from 'node:fs';
+import { constants as fsConstants, accessSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_MAX_OUTPUT_BYTES, exec, overflowOf, outputExcerpt } from '../../util/run.js';
 import { messageOf } from '../../errors.js';
@@ -83,24 +83,11 @@ export function pluginEnv(ctx: InvocationContext): Record<string, string> {
   };
 }
 
-/** The first `<dir>/<type>` over bin_dirs that is an executable file. */
-export async function findPlugin(type: string, binDirs: readonly string[]): Promise<string | undefined> {
-  for (const dir of binDirs) {
-    const candidate = path.join(dir, type);
-    try {
-      const stat = await fs.stat(candidate);
-      if (!stat.isFile()) continue;
-      await fs.access(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // Missing or not executable here: keep looking in the next directory.
-    }
-  }
-  return undefined;
-}
-
-/** findPlugin for the synchronous status() path; a few stat calls, no reads. */
-export function findPluginSync(type: string, binDirs: readonly string[]): string | undefined {
+/**
+ * The first `<dir>/<type>` over bin_dirs that is an executable file. Synchronous, so that
+ * status() can ask it on every call; it costs a few stat calls and reads nothing.
+ */
+export function findPlugin(type: string, binDirs: readonly string[]): string | undefined {
   for (const dir of binDirs) {
     const candidate = path.join(dir, type);
     try {

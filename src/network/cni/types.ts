@@ -1,8 +1,10 @@
 /**
  * The contract of tscri's CNI layer (our equivalent of libcni + go-cni).
  * The sandbox service depends only on these types; `CniNetworkManager` in
- * manager.ts is the implementation, and tests may substitute a fake.
+ * manager.ts is the implementation (over conf-dir.ts and chain.ts), and tests may
+ * substitute a fake.
  */
+import type { CniArgPair } from './args.js';
 
 /** One entry of the `portMappings` capability, as the portmap plugin reads it. */
 export interface PortMappingCapability {
@@ -30,9 +32,15 @@ export interface Attachment {
   /** Interface name inside the pod: CNI_IFNAME (eth0). */
   ifName: string;
   /** CNI_ARGS as ordered key/value pairs (IgnoreUnknown first, then the K8S_* labels). */
-  args: Array<[string, string]>;
+  args: CniArgPair[];
   capabilityArgs: CapabilityArgs;
 }
+
+/** What names an attachment: enough for CHECK, which takes the rest from the cache. */
+export type AttachmentRef = Pick<Attachment, 'containerId' | 'netnsPath' | 'ifName'>;
+
+/** What DEL is given: the attachment's name, and its args when the caller still has them. */
+export type TeardownAttachment = AttachmentRef & Partial<Attachment>;
 
 /** An IP configuration, normalised to the CNI 1.0.0 result shape. */
 export interface IpConfig {
@@ -109,9 +117,9 @@ export interface NetworkManager {
    * (so DEL works after a restart or a config change), tolerant of a missing netns and of a
    * missing cache entry. Removes the cache entry on success.
    */
-  tearDown(attachment: Pick<Attachment, 'containerId' | 'netnsPath' | 'ifName'> & Partial<Attachment>): Promise<void>;
+  tearDown(attachment: TeardownAttachment): Promise<void>;
   /** Run the CHECK chain against the cached result. */
-  check(attachment: Pick<Attachment, 'containerId' | 'netnsPath' | 'ifName'>): Promise<void>;
+  check(attachment: AttachmentRef): Promise<void>;
   /** Stop watching the conf dir. */
   close(): void;
 }
