@@ -30,7 +30,7 @@ import { podNamesLookup } from './server/pod-names.js';
 import { runtimeServiceHandlers } from './server/runtime-service.js';
 import { CriServer } from './server/server.js';
 import { DaemonLayout } from './layout.js';
-import { lockDirectories, type DaemonLock } from './store/daemon-lock.js';
+import { lockDirectories, type DaemonLock } from './persistence/daemon-lock.js';
 import { findExecutable } from './util/executable.js';
 import { elapsedMs } from './util/time.js';
 
@@ -101,8 +101,8 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   const lsm = await detectSecurityModules(log, { selinux: config.enableSelinux });
   const cdi = new CdiRegistry({ specDirs: config.cdi.specDirs, log });
   await cdi.start();
-  const sandboxes = new SandboxService({ config, handlers, events, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, lsm, log });
-  const containers = new ContainerService({ config, handlers, runtime, images, sandboxes, events, cdi, ownOomScoreAdj: oomFloor, lsm, log });
+  const sandboxes = new SandboxService({ config, layout, handlers, events, network, runtime, sandboxImage, ownOomScoreAdj: oomFloor, lsm, log });
+  const containers = new ContainerService({ config, layout, handlers, runtime, images, sandboxes, events, cdi, ownOomScoreAdj: oomFloor, lsm, log });
   sandboxes.setMembers(containers);
   const stats = new StatsService(config, containers, sandboxes);
   const metrics = new MetricsService(stats);

@@ -36,73 +36,41 @@ export class TscriError extends Error {
   }
 }
 
-/** A request is malformed: missing metadata, an unparsable reference, a bad filter. */
-export class InvalidArgumentError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('InvalidArgument', message, options);
-  }
+/** The base of the classes below: a TscriError whose code is fixed by its class. */
+function withCode(code: ErrorCode) {
+  return class extends TscriError {
+    constructor(message: string, options?: ErrorOptions) {
+      super(code, message, options);
+    }
+  };
 }
+
+/** A request is malformed: missing metadata, an unparsable reference, a bad filter. */
+export class InvalidArgumentError extends withCode('InvalidArgument') {}
 
 /** An id, name or image that does not exist. */
-export class NotFoundError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('NotFound', message, options);
-  }
-}
+export class NotFoundError extends withCode('NotFound') {}
 
 /** A name reservation or object that already exists. */
-export class AlreadyExistsError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('AlreadyExists', message, options);
-  }
-}
+export class AlreadyExistsError extends withCode('AlreadyExists') {}
 
 /** The object exists but is in the wrong state for the request (start a running container, …). */
-export class FailedPreconditionError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('FailedPrecondition', message, options);
-  }
-}
+export class FailedPreconditionError extends withCode('FailedPrecondition') {}
 
 /** A caller-supplied timeout ran out (ExecSync, StopContainer waits, …). */
-export class DeadlineExceededError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('DeadlineExceeded', message, options);
-  }
-}
+export class DeadlineExceededError extends withCode('DeadlineExceeded') {}
 
 /** The client cancelled the call (or its deadline passed) before the answer. */
-export class CanceledError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('Canceled', message, options);
-  }
-}
+export class CanceledError extends withCode('Canceled') {}
 
 /** An RPC tscri does not serve (yet). */
-export class UnimplementedError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('Unimplemented', message, options);
-  }
-}
+export class UnimplementedError extends withCode('Unimplemented') {}
 
 /** A dependency is temporarily unusable: the daemon is starting, a registry is unreachable. */
-export class UnavailableError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('Unavailable', message, options);
-  }
-}
+export class UnavailableError extends withCode('Unavailable') {}
 
 /** Anything else: a runc, conmon or CNI failure; the message carries the underlying cause. */
-export class InternalError extends TscriError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('Internal', message, options);
-  }
-}
-
-/** True for a NotFoundError; for idempotent removals that treat "already gone" as success. */
-export function isNotFound(err: unknown): boolean {
-  return err instanceof TscriError && err.code === 'NotFound';
-}
+export class InternalError extends withCode('Internal') {}
 
 /** Codes that name the client's mistake: the daemon did its job by refusing. */
 const CLIENT_MISTAKES: ReadonlySet<ErrorCode> = new Set(['InvalidArgument', 'NotFound', 'AlreadyExists', 'FailedPrecondition', 'Unimplemented']);

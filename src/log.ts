@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { LogFormat, LogLevel } from './config/config.js';
+import { shorten } from './util/text.js';
 
 export type { Logger };
 
@@ -21,9 +22,35 @@ export function createLogger(level: LogLevel, format: LogFormat = 'json', out: D
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: serializeError },
     },
     { write: (line: string) => out.write(rewriteLine(line, format)) },
   );
+}
+
+/** The longest message and stack an error's log entry keeps (of it and of each cause). */
+const MAX_ERROR_MESSAGE_CHARS = 4096;
+const MAX_ERROR_STACK_CHARS = 16 * 1024;
+
+type SerializedError = ReturnType<typeof pino.stdSerializers.errWithCause>;
+
+/**
+ * An `err` field as `{type, message, stack, cause: {…}}` plus the error's own fields (a
+ * TscriError's `code` and `hint`, an errno's `code`), each cause in full rather than folded
+ * into the message as pino's default does. Messages and stacks are shortened: errors quote
+ * what clients and registries sent, which must not make a line of megabytes.
+ */
+function serializeError(err: unknown): unknown {
+  const entry = pino.stdSerializers.errWithCause(err as Error);
+  return entry === err ? err : bounded(entry); // the same value back: not an error
+}
+
+function bounded(entry: SerializedError): SerializedError {
+  if (typeof entry.message === 'string') entry.message = shorten(entry.message, MAX_ERROR_MESSAGE_CHARS);
+  if (typeof entry.stack === 'string') entry.stack = shorten(entry.stack, MAX_ERROR_STACK_CHARS);
+  const cause = (entry as { cause?: unknown }).cause;
+  if (typeof cause === 'object' && cause !== null) bounded(cause as SerializedError);
+  return entry;
 }
 
 /** A logger that drops everything, for tests and tools that need none. */

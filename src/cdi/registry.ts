@@ -8,7 +8,7 @@
 import { watch, promises as fs, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { FailedPreconditionError, InvalidArgumentError, messageOf } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { quote } from '../validation/fields.js';
 import { resolveDeviceNode } from './host.js';
 import { deviceTable, scanSpecDirs, type DeviceTable, type SpecProblem } from './scan.js';
@@ -140,7 +140,7 @@ export class CdiRegistry implements CdiInjector {
       this.report(table);
       this.table = table;
     } catch (err) {
-      this.options.log.warn({ err: messageOf(err) }, 'reading the CDI spec dirs failed; keeping the devices known before');
+      this.options.log.warn({ err }, 'reading the CDI spec dirs failed; keeping the devices known before');
     }
   }
 
@@ -204,14 +204,14 @@ export class CdiRegistry implements CdiInjector {
         this.scheduleReload();
       });
       watcher.on('error', (err) => {
-        this.options.log.warn({ dir, err: messageOf(err) }, 'watching a CDI spec dir failed; looking for it again later');
+        this.options.log.warn({ dir, err }, 'watching a CDI spec dir failed; looking for it again later');
         this.dropWatch(dir, watcher);
         this.scheduleReload();
       });
       this.watched.set(dir, { watcher, ino });
       return true;
     } catch (err) {
-      this.options.log.warn({ dir, err: messageOf(err) }, 'cannot watch a CDI spec dir; looking again later');
+      this.options.log.warn({ dir, err }, 'cannot watch a CDI spec dir; looking again later');
       return false;
     }
   }

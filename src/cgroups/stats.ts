@@ -96,17 +96,9 @@ async function readV1(dirs: CgroupDirs): Promise<CgroupStats | undefined> {
 }
 
 async function readMemoryV1(dir: string): Promise<MemoryStats> {
-  const number = (file: string): Promise<number | undefined> => readNumber(path.join(dir, file));
-  const [usage, max, limit, memswUsage, memswLimit, failcnt, kmem, stat, oom] = await Promise.all([
-    number('memory.usage_in_bytes'),
-    number('memory.max_usage_in_bytes'),
-    number('memory.limit_in_bytes'),
-    number('memory.memsw.usage_in_bytes'),
-    number('memory.memsw.limit_in_bytes'),
-    number('memory.failcnt'),
-    number('memory.kmem.usage_in_bytes'),
-    readKeyed(path.join(dir, 'memory.stat')),
-    readKeyed(path.join(dir, 'memory.oom_control')),
+  const [[usage, max, limit, memswUsage, memswLimit, failcnt, kmem], [stat, oom]] = await Promise.all([
+    numbersIn(dir, ['usage_in_bytes', 'max_usage_in_bytes', 'limit_in_bytes', 'memsw.usage_in_bytes', 'memsw.limit_in_bytes', 'failcnt', 'kmem.usage_in_bytes']),
+    keyedIn(dir, ['stat', 'oom_control']),
   ]);
   const usageBytes = usage ?? 0;
   const limitBytes = limited(limit);
@@ -167,15 +159,9 @@ async function readV2(dirs: CgroupDirs): Promise<CgroupStats | undefined> {
 }
 
 async function readMemoryV2(dir: string): Promise<MemoryStats> {
-  const number = (file: string): Promise<number | undefined> => readNumber(path.join(dir, file));
-  const [current, peak, max, swap, swapMax, stat, events] = await Promise.all([
-    number('memory.current'),
-    number('memory.peak'),
-    number('memory.max'),
-    number('memory.swap.current'),
-    number('memory.swap.max'),
-    readKeyed(path.join(dir, 'memory.stat')),
-    readKeyed(path.join(dir, 'memory.events')),
+  const [[current, peak, max, swap, swapMax], [stat, events]] = await Promise.all([
+    numbersIn(dir, ['current', 'peak', 'max', 'swap.current', 'swap.max']),
+    keyedIn(dir, ['stat', 'events']),
   ]);
   const usageBytes = current ?? 0;
   return {
@@ -236,4 +222,16 @@ export class CpuRate {
   retain(live: ReadonlySet<string>): void {
     for (const key of this.last.keys()) if (!live.has(key)) this.last.delete(key);
   }
+}
+
+/** The numbers in the files `memory.<name>` of `dir`, in order (undefined where a file is missing). */
+function numbersIn<const N extends readonly string[]>(dir: string, names: N): Promise<{ [K in keyof N]: number | undefined }> {
+  return Promise.all(names.map((name) => readNumber(path.join(dir, `memory.${name}`)))) as Promise<{ [K in keyof N]: number | undefined }>;
+}
+
+type Keyed = Awaited<ReturnType<typeof readKeyed>>;
+
+/** The keyed files `memory.<name>` of `dir`, in order. */
+function keyedIn<const N extends readonly string[]>(dir: string, names: N): Promise<{ [K in keyof N]: Keyed }> {
+  return Promise.all(names.map((name) => readKeyed(path.join(dir, `memory.${name}`)))) as Promise<{ [K in keyof N]: Keyed }>;
 }

@@ -106,6 +106,24 @@ export function printInspected(views: Record<string, unknown>[]): void {
   if (views.length > 0) printJson(views.length === 1 ? views[0] : views);
 }
 
+/** The view of each name in turn (undefined: printed otherwise), then all of them as `printInspected` prints them. */
+export async function inspectEach(names: string[], viewOf: (name: string) => Promise<Record<string, unknown> | undefined>): Promise<void> {
+  const views: Record<string, unknown>[] = [];
+  for (const name of names) {
+    const view = await viewOf(name);
+    if (view) views.push(view);
+  }
+  printInspected(views);
+}
+
+/** Run `fn` on each id in turn, one line printed after each (the id, unless `line` says otherwise). */
+export async function eachInTurn(ids: string[], fn: (id: string) => Promise<unknown>, line = (id: string): string => id): Promise<void> {
+  for (const id of ids) {
+    await fn(id);
+    process.stdout.write(`${line(id)}\n`);
+  }
+}
+
 function sortedKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortedKeys);
   if (typeof value !== 'object' || value === null) return value;

@@ -1,7 +1,7 @@
 import type * as cri from '../api/cri.js';
 import { constants as osConstants } from 'node:os';
 import { Signal } from '../api/generated/runtime/v1/Signal.js';
-import { joinNameParts } from '../store/names.js';
+import { joinNameParts } from '../persistence/names.js';
 import type { ImageVolume } from './image-volumes.js';
 
 /**

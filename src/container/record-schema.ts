@@ -1,18 +1,4 @@
-import {
-  OBJECT_ID,
-  anyObject,
-  array,
-  decimal,
-  dictionary,
-  integer,
-  literal,
-  nullable,
-  object,
-  optional,
-  string,
-  boolean,
-  type Schema,
-} from '../store/schema.js';
+import { OBJECT_ID, anyObject, array, decimal, dictionary, integer, literal, nullable, object, optional, string, boolean, type Schema } from '../persistence/schema.js';
 import { CONTAINER_RECORD_VERSION, type ContainerRecord } from './container.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;

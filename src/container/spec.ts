@@ -117,7 +117,7 @@ export function containerSpec(input: ContainerSpecInput): OciSpec {
   const propagation = rootfsPropagationFor(input.mounts);
   if (propagation) spec.linux.rootfsPropagation = propagation;
 
-  spec.linux.cgroupsPath = cgroupsPathFor(input.cgroupDriver, pod.cgroupParent, input.containerId);
+  spec.linux.cgroupsPath = containerCgroupsPath(input.cgroupDriver, pod.cgroupParent, input.containerId);
   spec.linux.resources = {
     ...ociResources(config.linux?.resources ?? null),
     devices: [{ allow: false, access: 'rwm' }, ...input.devices.rules],
@@ -136,6 +136,14 @@ export function containerSpec(input: ContainerSpecInput): OciSpec {
   spec.annotations = containerAnnotations(input);
   if (input.cdi) applyCdiEdits(spec, input.cdi);
   return spec;
+}
+
+/**
+ * The container's cgroupsPath below its pod's cgroup parent: what its spec gives runc, and
+ * where its stats are read (the one place that works it out).
+ */
+export function containerCgroupsPath(driver: CgroupDriver, podCgroupParent: string, containerId: string): string {
+  return cgroupsPathFor(driver, podCgroupParent, containerId);
 }
 
 /**

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import { cgroupDirs, detectHierarchy, parentCgroupDirs, type CgroupDirs, type CgroupHierarchy } from '../cgroups/paths.js';
@@ -10,12 +9,11 @@ import { DiskUsageCache, EXITED } from '../metrics/disk-usage-cache.js';
 import type { DiskUsage } from '../metrics/filesystem.js';
 import { readPodInterfaces, type InterfaceCounters } from '../metrics/net-dev.js';
 import { mapInSlices } from '../metrics/slices.js';
-import { cgroupsPathFor } from '../oci/spec.js';
-import { criStateOf, isHostNetwork, type Sandbox } from '../sandbox/sandbox.js';
+import { isHostNetwork, type Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxService } from '../sandbox/service.js';
 import { nowNanos } from '../util/time.js';
-import type { ContainerRecord } from './container.js';
-import type { ContainerService } from './service.js';
+import type { ContainerFactsSource } from './service.js';
+import type { ContainerFacts } from './status.js';
 
 /** Where the host's files are; tests point these at fixture trees. */
 export interface StatsRoots {
@@ -30,7 +28,7 @@ export interface StatsRoots {
  * stats read the part of the cgroup they report (CriCgroupStats), metrics all of it.
  */
 export interface ContainerSample<C extends CriCgroupStats = CgroupStats> {
-  record: ContainerRecord;
+  container: ContainerFacts;
   timestamp: string;
   cgroup: C | undefined;
   writableLayer: { dir: string; usage: DiskUsage };
@@ -38,7 +36,7 @@ export interface ContainerSample<C extends CriCgroupStats = CgroupStats> {
 
 /** One read of a pod: its pause container's cgroup, the pod cgroup's PSI, its interfaces, its containers. */
 export interface PodSample<C extends CriCgroupStats = CgroupStats> {
-  sandbox: Sandbox;
+  sandbox: Readonly<Sandbox>;
   timestamp: string;
   pause: C | undefined;
   /** PSI of the pod's own cgroup (the kubelet's per-pod parent); none when pods share a parent. */
@@ -47,6 +45,9 @@ export interface PodSample<C extends CriCgroupStats = CgroupStats> {
   interfaces: InterfaceCounters[] | undefined;
   containers: ContainerSample<C>[];
 }
+
+/** What stats read of pods: one by id or prefix, or those matching a filter. */
+export type PodsForStats = Pick<SandboxService, 'get' | 'listSandboxes'>;
 
 /** How much of a cgroup a sample reads: the CRI's part (for a pod, with processes), or all. */
 type Depth = 'cri' | 'criPod' | 'full';
@@ -64,37 +65,29 @@ export class StatsService {
   private lastForget = performance.now();
   readonly hierarchy: CgroupHierarchy;
   readonly procRoot: string;
-  private readonly containersDir: string;
 
   constructor(
     private readonly config: Config,
-    private readonly containers: ContainerService,
-    private readonly sandboxes: SandboxService,
+    private readonly containers: ContainerFactsSource,
+    private readonly sandboxes: PodsForStats,
     roots: StatsRoots = {},
     /** Writable-layer usage, walked again only every few seconds for a large layer. */
     private readonly layers: DiskUsageCache = new DiskUsageCache(),
   ) {
     this.hierarchy = detectHierarchy(roots.cgroup);
     this.procRoot = roots.proc ?? '/proc';
-    this.containersDir = path.join(config.root, 'containers');
   }
 
   async containerStats(idOrPrefix: string): Promise<wire.ContainerStats> {
-    const stats = containerStatsOf(await this.sampleContainerAt(this.containers.get(idOrPrefix), 'cri'), this.rates);
+    const stats = containerStatsOf(await this.sampleContainerAt(this.containers.facts(idOrPrefix), 'cri'), this.rates);
     this.forgetGoneNowAndThen();
     return stats;
   }
 
   async listContainerStats(filter: cri.ContainerStatsFilter | null): Promise<wire.ContainerStats[]> {
-    const listed = this.containers.list({
-      id: filter?.id ?? '',
-      pod_sandbox_id: filter?.pod_sandbox_id ?? '',
-      state: null,
-      label_selector: filter?.label_selector ?? {},
-    });
-    // Records taken now: one removed while the list is sampled is still reported.
-    const records = listed.map((c) => this.containers.get(c.id!));
-    const stats = await mapInSlices(records, async (record) => containerStatsOf(await this.sampleContainerAt(record, 'cri'), this.rates));
+    // Facts taken now: a container removed while the list is sampled is still reported.
+    const containers = this.containers.listFacts({ id: filter?.id, podSandboxId: filter?.pod_sandbox_id, labels: filter?.label_selector ?? {} });
+    const stats = await mapInSlices(containers, async (container) => containerStatsOf(await this.sampleContainerAt(container, 'cri'), this.rates));
     this.forgetGone();
     return stats;
   }
@@ -106,8 +99,7 @@ export class StatsService {
   }
 
   async listPodStats(filter: cri.PodSandboxStatsFilter | null): Promise<wire.PodSandboxStats[]> {
-    const items = this.sandboxes.list({ id: filter?.id ?? '', state: null, label_selector: filter?.label_selector ?? {} });
-    const sandboxes = items.map((item) => this.sandboxes.get(item.id!));
+    const sandboxes = this.sandboxes.listSandboxes({ id: filter?.id || undefined, labels: filter?.label_selector ?? {} });
     const stats = await mapInSlices(sandboxes, async (sandbox) => podStatsOf(await this.samplePodAt(sandbox, 'criPod'), this.rates));
     this.forgetGone();
     return stats;
@@ -115,22 +107,22 @@ export class StatsService {
 
   /** Pods that are ready, as ListPodSandboxMetrics reports them. */
   readySandboxes(): Sandbox[] {
-    return this.sandboxes.sandboxes.values().filter((sandbox) => criStateOf(sandbox) === 'SANDBOX_READY');
+    return this.sandboxes.listSandboxes({ state: 'SANDBOX_READY' });
   }
 
   /** Everything a pod's metrics need. */
-  samplePod(sandbox: Sandbox): Promise<PodSample> {
+  samplePod(sandbox: Readonly<Sandbox>): Promise<PodSample> {
     return this.samplePodAt(sandbox, 'full');
   }
 
   /** Everything a container's metrics need. */
-  sampleContainer(record: ContainerRecord): Promise<ContainerSample> {
-    return this.sampleContainerAt(record, 'full');
+  sampleContainer(container: ContainerFacts): Promise<ContainerSample> {
+    return this.sampleContainerAt(container, 'full');
   }
 
-  private async samplePodAt(sandbox: Sandbox, depth: 'full'): Promise<PodSample>;
-  private async samplePodAt(sandbox: Sandbox, depth: Depth): Promise<PodSample<CriCgroupStats>>;
-  private async samplePodAt(sandbox: Sandbox, depth: Depth): Promise<PodSample<CriCgroupStats>> {
+  private async samplePodAt(sandbox: Readonly<Sandbox>, depth: 'full'): Promise<PodSample>;
+  private async samplePodAt(sandbox: Readonly<Sandbox>, depth: Depth): Promise<PodSample<CriCgroupStats>>;
+  private async samplePodAt(sandbox: Readonly<Sandbox>, depth: Depth): Promise<PodSample<CriCgroupStats>> {
     const { record } = sandbox;
     const timestamp = nowNanos();
     const pauseDirs = (): CgroupDirs => cgroupDirs(this.hierarchy, this.config.cgroupDriver, record.cgroupsPath);
@@ -140,34 +132,25 @@ export class StatsService {
       sandbox.pauseExit ? undefined : this.readCgroup(pauseKey, pauseDirs, depth === 'full' ? 'full' : { processes: true }),
       this.readPodPsi(sandbox, depth),
       this.readInterfaces(sandbox),
-      Promise.all(this.containers.inSandbox(record.id).map((c) => this.sampleContainerAt(c, depth))),
+      Promise.all(this.containers.listFacts({ podSandboxId: record.id }).map((c) => this.sampleContainerAt(c, depth))),
     ]);
     return { sandbox, timestamp, pause, podPsi, interfaces, containers };
   }
 
-  private async sampleContainerAt(record: ContainerRecord, depth: 'full'): Promise<ContainerSample>;
-  private async sampleContainerAt(record: ContainerRecord, depth: Depth): Promise<ContainerSample<CriCgroupStats>>;
-  private async sampleContainerAt(record: ContainerRecord, depth: Depth): Promise<ContainerSample<CriCgroupStats>> {
-    const sandbox = this.sandboxes.sandboxes.find(record.sandboxId);
+  private async sampleContainerAt(container: ContainerFacts, depth: 'full'): Promise<ContainerSample>;
+  private async sampleContainerAt(container: ContainerFacts, depth: Depth): Promise<ContainerSample<CriCgroupStats>>;
+  private async sampleContainerAt(container: ContainerFacts, depth: Depth): Promise<ContainerSample<CriCgroupStats>> {
     const timestamp = nowNanos();
-    const dir = this.writableLayerDir(record.id);
-    const request: CriReadRequest = { processes: depth === 'criPod', psi: true, limits: { version: record.resources } };
-    const running = sandbox && !record.exit;
-    if (!running) this.criReader.forget(record.id);
-    const cgroup = running ? await this.readCgroup(record.id, () => this.containerCgroupDirs(sandbox, record.id), depth === 'full' ? 'full' : request) : undefined;
+    const dir = container.writableLayer;
+    const request: CriReadRequest = { processes: depth === 'criPod', psi: true, limits: { version: container.resources } };
+    // Its cgroup, as its spec named it; none once it exited or its pod is gone.
+    const cgroupsPath = container.exited ? undefined : container.cgroupsPath;
+    if (cgroupsPath === undefined) this.criReader.forget(container.id);
+    const locate = (path: string) => (): CgroupDirs => cgroupDirs(this.hierarchy, this.config.cgroupDriver, path);
+    const cgroup = cgroupsPath !== undefined ? await this.readCgroup(container.id, locate(cgroupsPath), depth === 'full' ? 'full' : request) : undefined;
     // The CPU usage, read before the layer is: what tells the cache the layer cannot have changed.
-    const usage = await this.layers.usage(dir, record.exit ? EXITED : cgroup?.cpu.usageNs);
-    return { record, timestamp, cgroup, writableLayer: { dir, usage } };
-  }
-
-  /** The upper directory of a container's rootfs overlay (ids are hex: no path.join needed). */
-  private writableLayerDir(containerId: string): string {
-    return `${this.containersDir}/${containerId}/upper`;
-  }
-
-  /** The cgroup of a container, as its spec named it (src/container/spec.ts). */
-  containerCgroupDirs(sandbox: Sandbox, containerId: string): CgroupDirs {
-    return cgroupDirs(this.hierarchy, this.config.cgroupDriver, cgroupsPathFor(this.config.cgroupDriver, sandbox.record.cgroupParent, containerId));
+    const usage = await this.layers.usage(dir, container.exited ? EXITED : cgroup?.cpu.usageNs);
+    return { container, timestamp, cgroup, writableLayer: { dir, usage } };
   }
 
   /**
@@ -191,7 +174,7 @@ export class StatsService {
    * A pod config naming its own cgroup parent (the kubelet's per-pod cgroup) has its PSI there;
    * under the daemon's shared default parent no cgroup is the pod's alone.
    */
-  private async readPodPsi(sandbox: Sandbox, depth: Depth): Promise<PsiSet> {
+  private async readPodPsi(sandbox: Readonly<Sandbox>, depth: Depth): Promise<PsiSet> {
     const parent = sandbox.record.config.linux?.cgroup_parent;
     if (!parent || sandbox.pauseExit) return NO_PSI;
     let dirs: CgroupDirs;
@@ -203,7 +186,7 @@ export class StatsService {
     return depth === 'full' ? readPsi(dirs.unified) : readPsiSync(dirs.unified);
   }
 
-  private async readInterfaces(sandbox: Sandbox): Promise<InterfaceCounters[] | undefined> {
+  private async readInterfaces(sandbox: Readonly<Sandbox>): Promise<InterfaceCounters[] | undefined> {
     const pid = sandbox.record.pausePid;
     // A pause that exited may have its pid reused by an unrelated process.
     if (!pid || sandbox.pauseExit || isHostNetwork(sandbox.record)) return undefined;
@@ -224,11 +207,11 @@ export class StatsService {
     this.lastForget = performance.now();
     const live = new Set<string>();
     const layers = new Set<string>();
-    for (const c of this.containers.containers.values()) {
+    for (const c of this.containers.listFacts()) {
       live.add(c.id);
-      layers.add(this.writableLayerDir(c.id));
+      layers.add(c.writableLayer);
     }
-    for (const s of this.sandboxes.sandboxes.values()) live.add(podKey(s.record.id));
+    for (const s of this.sandboxes.listSandboxes()) live.add(podKey(s.record.id));
     this.criReader.retain(live);
     this.layers.retain(layers);
     this.rates.retain(live);
@@ -242,11 +225,11 @@ const FORGET_INTERVAL_MS = 10_000;
 const podKey = (id: string): string => `pod:${id}`;
 
 export function containerStatsOf(sample: ContainerSample<CriCgroupStats>, rates: CpuRate): wire.ContainerStats {
-  const { record, timestamp, cgroup } = sample;
+  const { container, timestamp, cgroup } = sample;
   const psi = cgroup?.psi ?? NO_PSI;
   return {
-    attributes: { id: record.id, metadata: record.config.metadata, labels: record.config.labels, annotations: record.config.annotations },
-    cpu: cpuUsage(timestamp, cgroup?.cpu, cgroup ? rates.update(record.id, cgroup.cpu.usageNs) : undefined, psi.cpu),
+    attributes: { id: container.id, metadata: container.metadata, labels: container.labels, annotations: container.annotations },
+    cpu: cpuUsage(timestamp, cgroup?.cpu, cgroup ? rates.update(container.id, cgroup.cpu.usageNs) : undefined, psi.cpu),
     memory: memoryUsage(timestamp, cgroup?.memory, psi.memory),
     writable_layer: {
       timestamp,

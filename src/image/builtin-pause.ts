@@ -8,8 +8,6 @@ export interface SandboxImage {
   /** Shown as the sandbox's image in verbose status. */
   ref: string;
   rootfs: string;
-  /** True when the rootfs is shared by every sandbox and must stay read-only. */
-  sharedRootfs: boolean;
   args: string[];
   env: string[];
   cwd: string;
@@ -42,7 +40,6 @@ export async function prepareBuiltinPause(root: string): Promise<SandboxImage> {
   return {
     ref: BUILTIN_PAUSE_REF,
     rootfs,
-    sharedRootfs: true,
     args: ['/pause', '-P'],
     env: [],
     cwd: '/',

@@ -9,8 +9,8 @@
 import { promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { errnoCode, messageOf } from '../errors.js';
-import { readJsonIfExists, writeJsonAtomic } from '../store/atomic.js';
+import { errnoCode } from '../errors.js';
+import { readJsonIfExists, writeJsonAtomic } from '../persistence/atomic.js';
 import type { LoadedSummary } from './service.js';
 
 /** Archive names the directory loads: tar, and tar compressed with gzip or zstd. */
@@ -53,7 +53,7 @@ export class ImportDirectory {
     this.watcher = watch(dir, (_event, name) => {
       if (typeof name === 'string' && ARCHIVE_NAME.test(name)) this.schedule(name);
     });
-    this.watcher.on('error', (err) => this.options.log.error({ dir, err: messageOf(err) }, 'import directory watch failed'));
+    this.watcher.on('error', (err) => this.options.log.error({ dir, err }, 'import directory watch failed'));
     for (const name of (await fs.readdir(dir)).filter((n) => ARCHIVE_NAME.test(n)).sort()) this.enqueue(name);
     await this.queue;
   }
@@ -80,7 +80,7 @@ export class ImportDirectory {
   }
 
   private enqueue(name: string): void {
-    this.queue = this.queue.then(() => this.consider(name)).catch((err: unknown) => this.options.log.error({ file: name, err: messageOf(err) }, 'import failed'));
+    this.queue = this.queue.then(() => this.consider(name)).catch((err: unknown) => this.options.log.error({ file: name, err }, 'import failed'));
   }
 
   /** Load `name` once it holds still, unless it is gone or was dealt with as it is. */
@@ -98,7 +98,7 @@ export class ImportDirectory {
       log.info({ images: images.map((i) => ({ id: i.id, tags: i.repoTags })) }, 'archive imported');
     } catch (err) {
       result = 'failed';
-      log.error({ err: messageOf(err), size: stat.size }, 'archive could not be imported; it is tried again once it changes');
+      log.error({ err, size: stat.size }, 'archive could not be imported; it is tried again once it changes');
     }
     this.seen.set(name, { mtimeMs: stat.mtimeMs, size: stat.size, result });
     await writeJsonAtomic(this.options.stateFile, Object.fromEntries(this.seen));

@@ -115,8 +115,3 @@ export function apiHostOf(domain: string): string {
 export function isImageId(text: string): boolean {
   return SHA256_DIGEST.test(text) || /^[a-f0-9]{64}$/.test(text);
 }
-
-/** True for a sha256 digest string. */
-export function isDigest(text: string): boolean {
-  return SHA256_DIGEST.test(text);
-}

@@ -68,7 +68,6 @@ export class RegistrySandboxImage {
     return {
       ref: this.reference,
       rootfs,
-      sharedRootfs: true,
       args,
       env: config.Env ?? [],
       cwd: config.WorkingDir || '/',

@@ -5,16 +5,16 @@ import type { Logger } from 'pino';
 import type * as cri from '../api/cri.js';
 import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
-import { CanceledError, InvalidArgumentError, NotFoundError, messageOf } from '../errors.js';
-import { untilAborted } from '../util/abort.js';
+import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import { newId } from '../util/ids.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
-import { nanosFromDate, nowNanos } from '../util/time.js';
 import { secondsToDelay } from '../util/timer.js';
 import { loadArchive } from './archive/load.js';
-import { PullProgress, type PullProgressSnapshot } from './progress.js';
+import { imageFsUsage, toCriImage, verboseInfoOf } from './cri-view.js';
+import type { PullProgressSnapshot } from './progress.js';
 import { pullContent } from './pull.js';
-import { PROGRESS_TIMEOUT_SETTING, PullWatchdog } from './pull-watchdog.js';
+import { PROGRESS_TIMEOUT_SETTING } from './pull-watchdog.js';
+import { RunningPulls, type PullWatch } from './pulls.js';
 import { digestReference, formatReference, isImageId, parseReference, tagReference, type ImageReference } from './reference.js';
 import { credentialsFrom } from './registry/auth.js';
 import { RegistrySession } from './registry/client.js';
@@ -39,25 +39,6 @@ export interface LoadedSummary {
 /** An id prefix must be this long before it is tried as an id rather than as a name. */
 const MIN_ID_PREFIX = 12;
 
-/** What watches one pull: its progress (for ImageStatus and logs), what it touched, its watchdog. */
-/** A pull under way, and the PullImage calls waiting for it. */
-interface RunningPull {
-  promise: Promise<ImageRecord>;
-  progress: PullProgress;
-  touched: Set<string>;
-  watchdog: PullWatchdog;
-  waiters: number;
-  settled: boolean;
-  /** Every waiter gave up and the pull was told to stop; a retry waits for it to unwind. */
-  cancelled: boolean;
-}
-
-interface PullWatch {
-  progress: PullProgress;
-  touched: Set<string>;
-  watchdog: PullWatchdog;
-}
-
 /**
  * ImageService: pulls through mirrors into the store, finds images by id, tag or digest,
  * removes them (and whatever content no image or container uses any more).
@@ -68,7 +49,7 @@ export class ImageService {
   private readonly blobs: BlobStore;
   readonly layers: LayerStore;
   private readonly mutex = new KeyedMutex();
-  private readonly pulls = new Map<string, RunningPull>();
+  private readonly pulls = new RunningPulls(() => secondsToDelay(this.config.registry.pullProgressTimeoutSeconds));
   /** What each load in progress has touched, so GC spares it. */
   private readonly loads = new Set<Set<string>>();
   /** Layers something still stands on (a container's rootfs, the pause rootfs), by owner. */
@@ -126,45 +107,14 @@ export class ImageService {
 
   /**
    * PullImage: returns the image id (config digest). Concurrent pulls of one reference share
-   * the work, and its failure: a pull its watchdog gives up fails for every caller that joined
-   * it, and is forgotten, so the next PullImage starts afresh. A pull every caller has given
-   * up on (cancelled, or past its deadline) is cancelled too; a retry waits for it to unwind
-   * and starts a new one.
+   * the work and its failure (see RunningPulls).
    */
   async pull(image: cri.ImageSpec | null, auth: cri.AuthConfig | null, log: Logger, signal?: AbortSignal): Promise<string> {
     if (!image?.image) throw new InvalidArgumentError('image reference is required');
     const ref = parseReference(image.image);
     const key = formatReference(ref);
-    let running = this.pulls.get(key);
-    if (running?.cancelled) {
-      await running.promise.catch(() => undefined);
-      running = this.pulls.get(key);
-    }
-    const pull = running ?? this.startPull(ref, key, auth, log);
-    pull.waiters++;
-    try {
-      return (await untilAborted(pull.promise, signal)).id;
-    } finally {
-      if (--pull.waiters === 0 && !pull.settled) {
-        pull.cancelled = true;
-        pull.watchdog.cancel(new CanceledError(`every client of the pull of ${key} gave up`));
-      }
-    }
-  }
-
-  private startPull(ref: ImageReference, key: string, auth: cri.AuthConfig | null, log: Logger): RunningPull {
-    const watchdog = new PullWatchdog(key, secondsToDelay(this.config.registry.pullProgressTimeoutSeconds));
-    const progress = new PullProgress(key, log, () => watchdog.progress());
-    const touched = new Set<string>();
-    const promise = this.pullNew(ref, auth, { progress, touched, watchdog }, log.child({ image: key }));
-    const pull: RunningPull = { promise, progress, touched, watchdog, waiters: 0, settled: false, cancelled: false };
-    this.pulls.set(key, pull);
-    const forget = (): void => {
-      pull.settled = true;
-      if (this.pulls.get(key) === pull) this.pulls.delete(key);
-    };
-    promise.then(forget, forget);
-    return pull;
+    const pulled = await this.pulls.join(key, log, (watch) => this.pullNew(ref, auth, watch, log.child({ image: key })), signal);
+    return pulled.id;
   }
 
   private async pullNew(ref: ImageReference, auth: cri.AuthConfig | null, watch: PullWatch, log: Logger): Promise<ImageRecord> {
@@ -182,17 +132,7 @@ export class ImageService {
     });
     watchdog.describeWith(() => session.waitingOn());
     try {
-      const pulled = await pullContent({
-        ref,
-        session,
-        blobs: this.blobs,
-        layers: this.layers,
-        progress,
-        knownLayerStats: (diffId) => this.layerStats(diffId),
-        touch: (d) => touched.add(d),
-        log,
-        signal: watchdog.signal,
-      });
+      const pulled = await pullContent({ ...this.storeFor(touched, log), ref, session, progress, signal: watchdog.signal });
       watchdog.stop(); // what is left is local work
       const record = await this.mutex.run('records', () => this.recordPull(ref, pulled));
       const done = progress.finish();
@@ -203,9 +143,9 @@ export class ImageService {
       // A pull given up fails with why it was given up, not with what the abort broke on the way.
       const cause: unknown = watchdog.signal.aborted ? watchdog.signal.reason : err;
       progress.finish();
-      log.warn({ err: messageOf(cause) }, 'pull failed; removing what it fetched');
+      log.warn({ err: cause }, 'pull failed; removing what it fetched');
       touched.clear();
-      await this.collectGarbage(log).catch((gcErr: unknown) => log.error({ err: messageOf(gcErr) }, 'garbage collection failed'));
+      await this.collectGarbageAfterFailure(log);
       throw cause;
     }
   }
@@ -257,18 +197,8 @@ export class ImageService {
     const scratch = path.join(this.layout.tmpDir, `load-${newId().slice(0, 16)}`);
     try {
       await fs.mkdir(scratch, { recursive: true, mode: 0o700 });
-      const loaded = await loadArchive(
-        {
-          blobs: this.blobs,
-          layers: this.layers,
-          scratch,
-          touch: (d) => touched.add(d),
-          knownLayerStats: (diffId) => this.layerStats(diffId),
-          log,
-          ...(options.signal ? { signal: options.signal } : {}),
-        },
-        archive,
-      );
+      const context = { ...this.storeFor(touched, log), scratch, ...(options.signal ? { signal: options.signal } : {}) };
+      const loaded = await loadArchive(context, archive);
       const summaries: LoadedSummary[] = [];
       for (const image of loaded) {
         const repoDigests = image.topDigest ? image.tags.map((tag) => digestReference(parseReference(tag), image.topDigest!)) : [];
@@ -278,14 +208,30 @@ export class ImageService {
       }
       return summaries;
     } catch (err) {
-      log.warn({ err: messageOf(err) }, 'load failed; removing what it stored');
+      log.warn({ err }, 'load failed; removing what it stored');
       this.loads.delete(touched);
-      await this.collectGarbage(log).catch((gcErr: unknown) => log.error({ err: messageOf(gcErr) }, 'garbage collection failed'));
+      await this.collectGarbageAfterFailure(log);
       throw err;
     } finally {
       this.loads.delete(touched);
       await fs.rm(scratch, { recursive: true, force: true });
     }
+  }
+
+  /** What a pull or a load writes content with; each digest it writes is added to `touched`. */
+  private storeFor(touched: Set<string>, log: Logger) {
+    return {
+      blobs: this.blobs,
+      layers: this.layers,
+      touch: (digest: string) => void touched.add(digest),
+      knownLayerStats: (diffId: string) => this.layerStats(diffId),
+      log,
+    };
+  }
+
+  /** After a failed pull or load: what it stored goes, unless an image or another operation uses it. */
+  private async collectGarbageAfterFailure(log: Logger): Promise<void> {
+    await this.collectGarbage(log).catch((err: unknown) => log.error({ err }, 'garbage collection failed'));
   }
 
   private layerStats(diffId: string): { bytes: number; inodes: number } | undefined {
@@ -339,12 +285,7 @@ export class ImageService {
     if (verbose) {
       const info: Record<string, string> = {};
       if (record) {
-        info.info = JSON.stringify({
-          imageSpec: record.config,
-          manifestDigests: record.manifestDigests,
-          layers: record.layers,
-          pulledAt: nanosFromDate(new Date(record.pulledAt)),
-        });
+        info.info = verboseInfoOf(record);
       }
       const progress = this.progressOf(image.image);
       if (progress) info.pullProgress = JSON.stringify(progress);
@@ -361,7 +302,7 @@ export class ImageService {
     } catch {
       return undefined;
     }
-    return this.pulls.get(key)?.progress.snapshot();
+    return this.pulls.progressOf(key);
   }
 
   /**
@@ -400,7 +341,7 @@ export class ImageService {
   async collectGarbage(log: Logger): Promise<void> {
     await this.mutex.run('records', async () => {
       const keep = new Set<string>([...this.retained.values()].flat());
-      for (const pull of this.pulls.values()) for (const d of pull.touched) keep.add(d);
+      for (const d of this.pulls.touched()) keep.add(d);
       for (const load of this.loads) for (const d of load) keep.add(d);
       for (const record of this.records.all()) {
         keep.add(record.id);
@@ -418,24 +359,7 @@ export class ImageService {
 
   /** ImageFsInfo: what the image store holds, unpacked layers counted once. */
   async fsInfo(): Promise<wire.ImageFsInfoResponse> {
-    const counted = new Set<string>();
-    let bytes = 0;
-    let inodes = 0;
-    for (const record of this.records.all()) {
-      for (const layer of record.layers) {
-        if (counted.has(layer.diffId)) continue;
-        counted.add(layer.diffId);
-        bytes += layer.bytes;
-        inodes += layer.inodes;
-      }
-    }
-    const blobs = await this.blobs.usage();
-    const usage: wire.FilesystemUsage = {
-      timestamp: nowNanos(),
-      fs_id: { mountpoint: this.layout.base },
-      used_bytes: { value: bytes + blobs.bytes },
-      inodes_used: { value: inodes + blobs.inodes },
-    };
+    const usage = imageFsUsage(this.records.all(), await this.blobs.usage(), this.layout.base);
     return { image_filesystems: [usage], container_filesystems: [] };
   }
 
@@ -443,23 +367,6 @@ export class ImageService {
   layerDirs(record: ImageRecord): string[] {
     return record.layers.map((l) => this.layout.layer(l.diffId));
   }
-}
-
-/** The CRI view of an image record. */
-export function toCriImage(record: ImageRecord): wire.Image {
-  const user = record.config.config?.User ?? '';
-  const userPart = user.split(':')[0] ?? '';
-  const image: wire.Image = {
-    id: record.id,
-    repo_tags: record.repoTags,
-    repo_digests: record.repoDigests,
-    size: record.size,
-    spec: { image: record.id, annotations: {} },
-    pinned: record.pinned,
-  };
-  if (/^\d+$/.test(userPart)) image.uid = { value: Number(userPart) };
-  else if (userPart) image.username = userPart;
-  return image;
 }
 
 function union(a: string[] | undefined, b: string[]): string[] {

@@ -3,7 +3,7 @@ import type * as wire from '../api/wire.js';
 import type { Config } from '../config/config.js';
 import type { NetworkManager } from '../network/cni/types.js';
 import type { RuntimeHandler, RuntimeHandlers } from '../oci/handlers.js';
-import type { SetAsideRecord } from '../store/records.js';
+import type { SetAsideRecord } from '../persistence/records.js';
 import { KUBE_RUNTIME_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME, TSCRI_VERSION } from '../version.js';
 
 /** Version, readiness conditions and runtime-wide configuration. */

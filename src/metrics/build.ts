@@ -137,14 +137,7 @@ export function filesystemMetrics(base: BaseLabels, device: string, usage: DiskU
 }
 
 export function networkMetrics(base: BaseLabels, interfaces: readonly InterfaceCounters[]): wire.Metric[] {
-  return interfaces.flatMap((i) => [
-    metric(NETWORK.rxBytes, base, i.rxBytes, [i.name]),
-    metric(NETWORK.rxPackets, base, i.rxPackets, [i.name]),
-    metric(NETWORK.rxDropped, base, i.rxDropped, [i.name]),
-    metric(NETWORK.rxErrors, base, i.rxErrors, [i.name]),
-    metric(NETWORK.txBytes, base, i.txBytes, [i.name]),
-    metric(NETWORK.txPackets, base, i.txPackets, [i.name]),
-    metric(NETWORK.txDropped, base, i.txDropped, [i.name]),
-    metric(NETWORK.txErrors, base, i.txErrors, [i.name]),
-  ]);
+  // NETWORK's keys are the counters' names, in the order the metrics are listed.
+  const counters = Object.keys(NETWORK) as (keyof typeof NETWORK)[];
+  return interfaces.flatMap((i) => counters.map((key) => metric(NETWORK[key], base, i[key], [i.name])));
 }

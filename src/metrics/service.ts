@@ -52,7 +52,7 @@ export class MetricsService {
       pod_sandbox_id: sandbox.record.id,
       metrics: await this.podLevel(sample),
       container_metrics: await Promise.all(
-        running.map(async (c) => ({ container_id: c.sample.record.id, metrics: await this.containerLevel(sample, c.sample, c.cgroup) })),
+        running.map(async (c) => ({ container_id: c.sample.container.id, metrics: await this.containerLevel(sample, c.sample, c.cgroup) })),
       ),
     };
   }
@@ -65,17 +65,17 @@ export class MetricsService {
   }
 
   private async containerLevel(pod: PodSample, sample: ContainerSample, cgroup: CgroupStats): Promise<wire.Metric[]> {
-    const { record, writableLayer } = sample;
+    const { container, writableLayer } = sample;
     const base: BaseLabels = {
-      id: record.id,
-      image: record.image.name || record.image.requested,
+      id: container.id,
+      image: container.image,
       ...podLabels(pod),
-      container: record.config.metadata?.name ?? '',
+      container: container.metadata?.name ?? '',
     };
     const [device, capacity] = await Promise.all([this.devices.holding(writableLayer.dir), filesystemCapacity(writableLayer.dir)]);
     const named = await Promise.all(cgroup.io.map(async (d) => ({ ...d, name: await this.devices.blockDevice(d.major, d.minor) })));
     return [
-      ...(await this.cgroupMetrics(base, cgroup, Number(record.resources?.cpu_quota ?? 0) > 0)),
+      ...(await this.cgroupMetrics(base, cgroup, Number(container.resources?.cpu_quota ?? 0) > 0)),
       ...ioMetrics(base, named),
       ...(device === undefined ? [] : filesystemMetrics(base, device, writableLayer.usage, capacity)),
     ];

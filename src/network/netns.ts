@@ -53,10 +53,6 @@ export async function removeNetns(netnsPath: string): Promise<void> {
   await fs.rm(netnsPath, { force: true });
 }
 
-export async function netnsExists(netnsPath: string): Promise<boolean> {
-  return exists(netnsPath);
-}
-
 /**
  * True when the path is a mounted network namespace. A netns path whose mount is gone (the
  * file under /run/netns left behind) makes CNI plugins fail on DEL instead of cleaning up,

@@ -56,7 +56,7 @@ export async function startMetricsEndpoint(address: MetricsAddress, lists: State
   const metrics = createDaemonMetrics(lists, firstFailureLogger(log));
   const server = metricsServer(metrics.registry, limits, log);
   await listen(server, address);
-  server.on('error', (err) => log.error({ err: messageOf(err) }, 'metrics endpoint error'));
+  server.on('error', (err) => log.error({ err }, 'metrics endpoint error'));
   setObserver(metrics.observer);
   const { port } = server.address() as AddressInfo;
   log.info({ address: hostPort(address.host, port) }, 'metrics endpoint listening');
@@ -99,7 +99,7 @@ async function serveRequest(registry: Registry, req: http.IncomingMessage, res: 
   try {
     text = await registry.metrics();
   } catch (err) {
-    log.error({ err: messageOf(err) }, 'cannot collect metrics');
+    log.error({ err }, 'cannot collect metrics');
     return plain(res, 500, 'cannot collect metrics\n');
   }
   res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(text) });
@@ -156,6 +156,6 @@ function firstFailureLogger(log: Logger): (err: unknown) => void {
   return (err) => {
     if (logged) return;
     logged = true;
-    log.error({ err: messageOf(err) }, 'metrics observation failed (a tscri bug); further failures are not logged');
+    log.error({ err }, 'metrics observation failed (a tscri bug); further failures are not logged');
   };
 }

@@ -81,20 +81,14 @@ type CallObserver = Pick<Observer, 'rpc' | 'step' | 'eventSubscribers'>;
 type PullObserver = Pick<Observer, 'pullBytes' | 'pullLayerDone' | 'pullFinished'>;
 
 function callObserver(registry: Registry): CallObserver {
-  const rpcs = new Histogram({
-    name: 'tscri_cri_request_duration_seconds',
-    help: 'Latency of unary CRI calls, from arrival to answer, by method and gRPC status code.',
-    labelNames: ['rpc', 'code'],
-    buckets: LATENCY_BUCKETS_SECONDS,
-    registers: [registry],
-  });
-  const steps = new Histogram({
-    name: 'tscri_operation_step_duration_seconds',
-    help: 'Latency of the steps of pod and container operations that succeeded (StopPodSandbox steps also run first in RemovePodSandbox).',
-    labelNames: ['operation', 'step'],
-    buckets: LATENCY_BUCKETS_SECONDS,
-    registers: [registry],
-  });
+  const latency = (name: string, help: string, labelNames: string[]): Histogram =>
+    new Histogram({ name, help, labelNames, buckets: LATENCY_BUCKETS_SECONDS, registers: [registry] });
+  const rpcs = latency('tscri_cri_request_duration_seconds', 'Latency of unary CRI calls, from arrival to answer, by method and gRPC status code.', ['rpc', 'code']);
+  const steps = latency(
+    'tscri_operation_step_duration_seconds',
+    'Latency of the steps of pod and container operations that succeeded (StopPodSandbox steps also run first in RemovePodSandbox).',
+    ['operation', 'step'],
+  );
   const subscribers = new Gauge({ name: 'tscri_event_subscribers', help: 'GetContainerEvents streams open.', registers: [registry] });
   const rpc = childCache((method, code: number) => rpcs.labels(method, codeName(code)));
   const step = childCache((operation, name: string) => steps.labels(operation, name));

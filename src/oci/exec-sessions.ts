@@ -1,8 +1,13 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { Logger } from 'pino';
+import { NotFoundError, errnoCode } from '../errors.js';
+import { writeJsonAtomic } from '../persistence/atomic.js';
+import { newId } from '../util/ids.js';
 import { processTable, readProcess, type ProcessEntry } from '../util/proc.js';
 import { killProcessGroup } from '../util/run.js';
 import { pollUntil } from '../util/time.js';
+import type { OciProcess } from './spec-types.js';
 
 /**
  * Exec sessions on disk, and how one is ended.
@@ -135,4 +140,77 @@ export async function allSessionDirs(bundleRoot: string): Promise<string[]> {
   const legacy = dirs.filter((e) => LEGACY_SESSION_DIR.test(e.name)).map((e) => path.join(bundleRoot, e.name));
   const current = await Promise.all(dirs.filter((e) => !LEGACY_SESSION_DIR.test(e.name)).map((e) => sessionDirsOf(path.join(bundleRoot, e.name))));
   return [...legacy, ...current.flat()];
+}
+
+/** An exec session's directory and the process spec written in it. */
+export interface ExecSession {
+  dir: string;
+  processFile: string;
+}
+
+/** The exec sessions of every container below `bundleRoot`, and which of them this daemon serves. */
+export class ExecSessions {
+  /** Directories of the exec sessions this daemon serves now. */
+  private readonly live = new Set<string>();
+
+  /** `monitorNames`: what the monitors of exec sessions are called in the process table (conmon and runc). */
+  constructor(
+    private readonly bundleRoot: string,
+    private readonly monitorNames: ReadonlySet<string>,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Make an exec session's directory below its container's bundle and write its process spec
+   * there, before any process of it starts. A container without a bundle (removed meanwhile)
+   * gets none: its bundle is not made again.
+   */
+  async open(bundle: string, id: string, process: OciProcess): Promise<ExecSession> {
+    const execs = path.join(bundle, EXECS_DIR);
+    await fs.mkdir(execs, { mode: 0o700 }).catch((err: unknown) => {
+      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`container ${id} has no bundle`);
+      if (errnoCode(err) !== 'EEXIST') throw err;
+    });
+    // Short: a terminal session's attach socket is bound below it.
+    const dir = path.join(execs, newId().slice(0, 8));
+    await fs.mkdir(dir, { mode: 0o700 });
+    this.live.add(dir);
+    const processFile = path.join(dir, SESSION_PROCESS_FILE);
+    try {
+      await writeJsonAtomic(processFile, process, { durable: false });
+    } catch (err) {
+      await this.close(dir);
+      throw err;
+    }
+    return { dir, processFile };
+  }
+
+  /** Remove a session's directory once nothing of it runs; only then is it no longer live. */
+  async close(dir: string): Promise<void> {
+    await fs.rm(dir, { recursive: true, force: true });
+    this.live.delete(dir);
+  }
+
+  end(dirs: string[]): Promise<void> {
+    return endExecSessions(dirs, this.monitorNames);
+  }
+
+  /**
+   * End the exec sessions an earlier daemon left. "Left" means: the daemon that served the
+   * session is gone. Its client's connection ended with it (a streaming URL lives only in the
+   * memory of the daemon that issued it, and an ExecSync's caller got its error), so no
+   * client can ever be given the session's streams again: its process is killed, its
+   * monitor ended and its directory removed. A session this daemon serves is never touched.
+   */
+  async endOrphaned(): Promise<void> {
+    try {
+      const dirs = (await allSessionDirs(this.bundleRoot)).filter((dir) => !this.live.has(dir));
+      if (dirs.length === 0) return;
+      await this.end(dirs);
+      await Promise.all(dirs.map((dir) => fs.rm(dir, { recursive: true, force: true })));
+      this.logger.info({ sessions: dirs.length }, 'ended the exec sessions an earlier daemon left');
+    } catch (err) {
+      this.logger.error({ err }, 'cannot end the exec sessions an earlier daemon left');
+    }
+  }
 }

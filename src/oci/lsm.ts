@@ -22,11 +22,6 @@ export async function detectSecurityModules(log: Logger, options: { selinux: boo
   return { apparmor: new AppArmor(apparmorHost), selinux: new Selinux(selinux) };
 }
 
-/** Neither module: what tests and hosts without them get. */
-export function noSecurityModules(): SecurityModules {
-  return { apparmor: new AppArmor(undefined), selinux: new Selinux(undefined) };
-}
-
 /** What a process's spec carries from the security modules; absent fields leave it unconfined. */
 export interface ProcessConfinement {
   apparmorProfile?: string;

@@ -10,6 +10,7 @@ import { describeFailure, exec, execRaw, killProcessGroup, outputExcerpt, run } 
 import type { OciResources } from './spec-types.js';
 import { runtimeFailure } from './runtime-errors.js';
 import { readProcess } from '../util/proc.js';
+import { fileExists } from '../util/files.js';
 
 /** How long runc exec gets to exit after its timed-out process was killed. */
 const RUNC_EXEC_GRACE_MS = 2000;
@@ -56,10 +57,7 @@ export class Runc {
 
   /** Whether runc has state for this container (created and not yet deleted). */
   async knows(id: string): Promise<boolean> {
-    return fs.access(path.join(this.root, id)).then(
-      () => true,
-      () => false,
-    );
+    return fileExists(path.join(this.root, id));
   }
 
   /**
@@ -195,13 +193,6 @@ export class Runc {
     } finally {
       io.stdin?.unpipe();
     }
-  }
-
-  /** Process ids inside the container's cgroup. */
-  async pids(id: string): Promise<number[]> {
-    const result = await exec(this.binary, [...this.globalArgs(), 'ps', '--format', 'json', id]);
-    if (result.exitCode !== 0) return [];
-    return (JSON.parse(result.stdout || '[]') as number[] | null) ?? [];
   }
 }
 

@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type * as cri from '../api/cri.js';
 import { InvalidArgumentError, TscriError } from '../errors.js';
+import { fileExists } from '../util/files.js';
 import { quote } from '../validation/fields.js';
 
 /** An SELinux security context, user:role:type:level. */
@@ -41,8 +42,7 @@ const NAME = /^[A-Za-z0-9_.-]+$/;
  * policy's lxc_contexts, as every runtime reads them.
  */
 export async function detectSelinux(root = '/'): Promise<SelinuxHost | undefined> {
-  const exists = (p: string): Promise<boolean> => fs.access(path.join(root, p)).then(() => true, () => false);
-  if (!(await exists('sys/fs/selinux/enforce'))) return undefined;
+  if (!(await fileExists(path.join(root, 'sys/fs/selinux/enforce')))) return undefined;
   const current = await fs.readFile(path.join(root, 'proc/self/attr/current'), 'utf8').catch(() => '');
   const context = current.replace(/\0/g, '').trim();
   if (context === '' || context === 'kernel') return undefined;

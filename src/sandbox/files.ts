@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type * as cri from '../api/cri.js';
-import { writeFileAtomic } from '../store/atomic.js';
+import { writeFileAtomic } from '../persistence/atomic.js';
 
 /** Files every container of a pod shares, kept in the sandbox's record directory. */
 export interface SandboxFiles {

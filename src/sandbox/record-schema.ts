@@ -1,20 +1,6 @@
 import type * as cri from '../api/cri.js';
 import { NETNS_DIR } from '../network/netns.js';
-import {
-  ABSOLUTE_PATH,
-  OBJECT_ID,
-  anyObject,
-  array,
-  decimal,
-  dictionary,
-  integer,
-  literal,
-  nullable,
-  object,
-  optional,
-  string,
-  type Schema,
-} from '../store/schema.js';
+import { ABSOLUTE_PATH, OBJECT_ID, anyObject, array, decimal, dictionary, integer, literal, nullable, object, optional, string, type Schema } from '../persistence/schema.js';
 import { SANDBOX_RECORD_VERSION, type SandboxRecord } from './sandbox.js';
 
 const MODE = literal('POD', 'CONTAINER', 'NODE', 'TARGET');

@@ -1,5 +1,7 @@
 import type * as cri from '../api/cri.js';
+import { LEGACY_HANDLER } from '../oci/handlers.js';
 import type { ContainerExit } from '../oci/runtime.js';
+import type { PodSelinux } from '../oci/selinux.js';
 
 /**
  * Life of a sandbox record:
@@ -68,10 +70,26 @@ export interface Sandbox {
   stoppedEventSent?: boolean;
 }
 
-export function criStateOf(sandbox: Sandbox): 'SANDBOX_READY' | 'SANDBOX_NOTREADY' {
+export type CriSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
+
+export function criStateOf(sandbox: Sandbox): CriSandboxState {
   return sandbox.record.phase === 'ready' && !sandbox.pauseExit ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY';
 }
 
 export function isHostNetwork(record: SandboxRecord): boolean {
   return record.namespaces.network === 'NODE';
+}
+
+/** The configured handler that runs a pod's containers; runc for pods made before handlers existed. */
+export function handlerNameOf(record: SandboxRecord): string {
+  return record.ociRuntime ?? LEGACY_HANDLER;
+}
+
+/** What SELinux labelling needs of a pod, for its pause process and its containers. */
+export function podSelinuxOf(record: SandboxRecord): PodSelinux {
+  return {
+    options: record.config.linux?.security_context?.selinux_options ?? null,
+    level: record.selinuxLevel,
+    sharesHostProcesses: record.namespaces.pid === 'NODE' || record.namespaces.ipc === 'NODE',
+  };
 }

@@ -2,7 +2,7 @@ import type * as cri from '../api/cri.js';
 import { Protocol } from '../api/generated/runtime/v1/Protocol.js';
 import { SupplementalGroupsPolicy } from '../api/generated/runtime/v1/SupplementalGroupsPolicy.js';
 import { InvalidArgumentError } from '../errors.js';
-import { joinNameParts } from '../store/names.js';
+import { joinNameParts } from '../persistence/names.js';
 import {
   checkAbsolutePath,
   checkEnum,

@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { LoadReply } from '../api/image-loader.js';
-import { UnavailableError, logLevelOf, messageOf } from '../errors.js';
+import { UnavailableError, logLevelOf } from '../errors.js';
 import type { ImageService } from '../image/service.js';
 import { elapsedMs } from '../util/time.js';
 import { toServiceError } from './status.js';
@@ -29,7 +29,7 @@ export function imageLoaderHandlers(images: ImageService, options: WrapOptions):
           callback(null, { images: loaded });
         },
         (err: unknown) => {
-          log[logLevelOf(err)]({ ms: elapsedMs(started), err: messageOf(err) }, 'failed');
+          log[logLevelOf(err)]({ ms: elapsedMs(started), err }, 'failed');
           callback(toServiceError(err));
         },
       );

@@ -9,8 +9,8 @@ import type { CallIds, PodNames } from './wrap.js';
  */
 export function podNamesLookup(sandboxes: SandboxService, containers: ContainerService): (ids: CallIds) => PodNames | undefined {
   return (ids) => {
-    const sandboxId = (ids.containerId && containers.containers.find(ids.containerId)?.sandboxId) || ids.podSandboxId;
-    const metadata = sandboxId ? sandboxes.sandboxes.find(sandboxId)?.record.config.metadata : undefined;
+    const sandboxId = (ids.containerId && containers.find(ids.containerId)?.sandboxId) || ids.podSandboxId;
+    const metadata = sandboxId ? sandboxes.find(sandboxId)?.record.config.metadata : undefined;
     return metadata ? { podName: metadata.name, podNamespace: metadata.namespace } : undefined;
   };
 }

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { TscriError, UnavailableError, UnimplementedError, logLevelOf, messageOf, type ErrorCode } from '../errors.js';
+import { TscriError, UnavailableError, UnimplementedError, logLevelOf, type ErrorCode } from '../errors.js';
 import { observer } from '../observability/hooks.js';
 import { noteActivity } from '../util/idle-gc.js';
 import { elapsedMs, secondsSince } from '../util/time.js';
@@ -67,7 +67,7 @@ export function unary<Req, Res>(
         answer(method, started, callback, null, response);
       },
       (err: unknown) => {
-        log[logLevelOf(err)]({ ms: elapsedMs(started), err: shorten(messageOf(err), 4096), code: codeOf(err) }, 'failed');
+        log[logLevelOf(err)]({ ms: elapsedMs(started), err, code: codeOf(err) }, 'failed');
         answer(method, started, callback, toServiceError(err));
       },
     );

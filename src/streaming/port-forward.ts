@@ -42,7 +42,7 @@ async function forward(port: number, data: Duplex, error: Duplex, allowed: numbe
     await splice(data, target);
     error.end();
   } catch (err) {
-    log.info({ port, err: messageOf(err) }, 'port forward failed');
+    log.info({ port, err }, 'port forward failed');
     error.end(`error forwarding port ${port}: ${messageOf(err)}`);
     data.end();
   }
@@ -72,7 +72,7 @@ export function serveWebSocketPortForward(ws: WebSocket, ports: number[], dial: 
         target.once('end', resolve);
       });
     } catch (err) {
-      log.info({ port, err: messageOf(err) }, 'port forward failed');
+      log.info({ port, err }, 'port forward failed');
       socket.send(2 * i + 1, Buffer.from(`error forwarding port ${port}: ${messageOf(err)}`));
     }
   });

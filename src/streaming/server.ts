@@ -3,7 +3,6 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { messageOf } from '../errors.js';
 import {
   SPDY_PORT_FORWARD_PROTOCOLS,
   WEBSOCKET_PORT_FORWARD_PROTOCOLS,
@@ -114,7 +113,7 @@ export class StreamingServer {
     );
     if (head.length > 0) socket.unshift(head);
     const connection = new SpdyConnection(socket);
-    connection.on('error', (err) => log.debug({ err: messageOf(err) }, 'spdy connection error'));
+    connection.on('error', (err) => log.debug({ err }, 'spdy connection error'));
     log.info({ protocol, transport: 'spdy' }, 'stream connected');
     if (request.kind === 'portforward') {
       serveSpdyPortForward(connection, request.ports, this.backend.dialer(request.sandboxId), log);
@@ -123,7 +122,7 @@ export class StreamingServer {
     void spdySession(connection, protocol, request).then(
       (session) => this.run(request, session, log),
       (err: unknown) => {
-        log.info({ err: messageOf(err) }, 'streams never came');
+        log.info({ err }, 'streams never came');
         connection.close();
       },
     );
@@ -150,7 +149,7 @@ export class StreamingServer {
       if (request.kind === 'exec') await this.backend.exec(request, session);
       else await this.backend.attach(request, session);
     } catch (err) {
-      log.info({ err: messageOf(err) }, 'stream failed');
+      log.info({ err }, 'stream failed');
       await session.finish({ error: err instanceof Error ? err : new Error(String(err)) });
     }
   }

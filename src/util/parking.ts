@@ -6,7 +6,7 @@
  * within `ttlMs` is rolled back, so an abandoned pod does not run forever.
  */
 import type { Logger } from 'pino';
-import { CanceledError, messageOf } from '../errors.js';
+import { CanceledError } from '../errors.js';
 import { untilAborted } from './abort.js';
 import { after } from './timer.js';
 
@@ -74,7 +74,7 @@ export class ParkedCreations {
       if (this.creations.get(key) !== creation || creation.waiters > 0) return;
       this.creations.delete(key);
       log.warn({ key, id }, `nobody claimed the ${this.what}; rolling it back`);
-      this.rollBack(id, log).catch((err: unknown) => log.error({ id, err: messageOf(err) }, `rolling back the unclaimed ${this.what} failed`));
+      this.rollBack(id, log).catch((err: unknown) => log.error({ id, err }, `rolling back the unclaimed ${this.what} failed`));
     });
     creation.expiry.unref();
   }

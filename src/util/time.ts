@@ -17,10 +17,6 @@ export function nanosFromDate(date: Date): string {
   return (BigInt(date.getTime()) * 1_000_000n).toString();
 }
 
-export function dateFromNanos(nanos: string): Date {
-  return new Date(Number(BigInt(nanos) / 1_000_000n));
-}
-
 /** Milliseconds elapsed since a process.hrtime.bigint() reading, rounded to 0.1 ms. */
 export function elapsedMs(startNs: bigint): number {
   return Math.round(Number(process.hrtime.bigint() - startNs) / 100_000) / 10;

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { messageOf } from '../errors.js';
 
 interface UndoStep {
   name: string;
@@ -51,7 +50,7 @@ export class UndoStack {
         log.debug({ step: step.name }, 'undone');
       } catch (err) {
         failed.push(step.name);
-        log.error({ step: step.name, err: messageOf(err) }, 'undo failed');
+        log.error({ step: step.name, err }, 'undo failed');
       }
     }
     return failed;

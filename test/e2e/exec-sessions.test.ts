@@ -3,7 +3,7 @@ import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runRemoteCommand, type Transport } from '../../src/streaming/client.js';
+import { runRemoteCommand, type Transport } from '../../src/cli/streaming-client.js';
 import { TSCRI_BIN, podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
 import { exists, isAlive, processesMatching } from './host.js';
 import { testImage } from './images.js';

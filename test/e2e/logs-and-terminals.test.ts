@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runRemoteCommand } from '../../src/streaming/client.js';
+import { runRemoteCommand } from '../../src/cli/streaming-client.js';
 import { duplicateKeys } from '../unit/json-keys.js';
 import { podConfig, startTestDaemon, type TestDaemon } from './harness.js';
 import { testImage } from './images.js';

@@ -7,7 +7,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPortForward, runRemoteCommand, type Transport } from '../../src/streaming/client.js';
+import { openPortForward, runRemoteCommand, type Transport } from '../../src/cli/streaming-client.js';
 import { findExecutable } from '../../src/util/executable.js';
 import { podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
 import { testImage } from './images.js';

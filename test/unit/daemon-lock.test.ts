@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { lockDirectories, lockName } from '../../src/store/daemon-lock.js';
+import { lockDirectories, lockName } from '../../src/persistence/daemon-lock.js';
 
 describe('one daemon per root and state', () => {
   let dir = '';

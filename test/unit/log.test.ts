@@ -103,3 +103,32 @@ describe('the RPC wrapper', () => {
     }
   });
 });
+
+describe('errors in log lines', () => {
+  it('keep the message, stack and cause of an Error, and its own fields', () => {
+    const { log, lines } = captured();
+    const cause = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5000'), { code: 'ECONNREFUSED' });
+    log.error({ err: new InternalError('pull failed', { cause, hint: 'check the registry' }) }, 'failed');
+    const { err } = JSON.parse(lines[0]!) as { err: Record<string, unknown> & { cause: Record<string, unknown> } };
+    expect(err).toMatchObject({ type: 'InternalError', message: 'pull failed', code: 'Internal', hint: 'check the registry' });
+    expect(err.stack).toMatch(/^InternalError: pull failed\n\s+at /);
+    expect(err.cause).toMatchObject({ type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:5000', code: 'ECONNREFUSED' });
+    expect(err.cause.stack).toMatch(/^Error: connect ECONNREFUSED/);
+  });
+
+  it('stay on one line in text format, and leave a value that is not an error as it is', () => {
+    const { log, lines } = captured('text');
+    log.warn({ err: new Error('outer', { cause: new Error('inner') }) }, 'failed');
+    log.warn({ err: 'plain words' }, 'failed');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/ err=\{"type":"Error","message":"outer","stack":"Error: outer\\n.*"cause":\{"type":"Error","message":"inner"/);
+    expect(lines[1]).toMatch(/ err="plain words"$/);
+  });
+
+  it('shorten a message of megabytes', () => {
+    const { log, lines } = captured();
+    log.error({ err: new Error('x'.repeat(1_000_000)) }, 'failed');
+    expect(lines[0]!.length).toBeLessThan(40_000);
+    expect((JSON.parse(lines[0]!) as { err: { message: string } }).err.message).toMatch(/^x{4096}… \(1000000 characters\)$/);
+  });
+});

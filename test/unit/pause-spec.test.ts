@@ -6,7 +6,6 @@ import { pauseSpec, type PauseSpecInput } from '../../src/sandbox/pause-spec.js'
 const image = {
   ref: 'tscri/pause:builtin',
   rootfs: '/var/lib/tscri/pause/rootfs',
-  sharedRootfs: true,
   args: ['/pause', '-P'],
   env: [],
   cwd: '/',

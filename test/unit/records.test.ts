@@ -7,7 +7,7 @@ import { containerRecordSchema } from '../../src/container/record-schema.js';
 import { imageRecordSchema } from '../../src/image/store/record-schema.js';
 import { sandboxRecordSchema } from '../../src/sandbox/record-schema.js';
 import type { SandboxRecord } from '../../src/sandbox/sandbox.js';
-import { RecordStore } from '../../src/store/records.js';
+import { RecordStore } from '../../src/persistence/records.js';
 
 const ID = 'a'.repeat(64);
 const OTHER = 'b'.repeat(64);

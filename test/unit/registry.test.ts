@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { credentialsFrom, parseChallenges } from '../../src/image/registry/auth.js';
-import { endpointsFor } from '../../src/image/registry/client.js';
+import { endpointsFor } from '../../src/image/registry/endpoints.js';
 import { compressionOf, MediaType, parseManifest, selectPlatform } from '../../src/image/registry/manifest.js';
 import { sha256Digest, VerifyingStream } from '../../src/image/registry/verify.js';
 

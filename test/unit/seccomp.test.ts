@@ -165,7 +165,7 @@ describe('the seccomp filter of the pause container', () => {
     const spec = pauseSpec({
       sandboxId: 'sb', config: { ...config(null), hostname: 'p', log_directory: '', labels: {}, annotations: {} } as cri.PodSandboxConfig,
       namespaces: { network: 'POD', pid: 'POD', ipc: 'POD', target_id: '', userns_options: null },
-      image: { ref: 'pause', rootfs: '/r', sharedRootfs: true, args: ['/pause'], env: [], cwd: '/', user: { uid: 65535, gid: 65535 } },
+      image: { ref: 'pause', rootfs: '/r', args: ['/pause'], env: [], cwd: '/', user: { uid: 65535, gid: 65535 } },
       hostname: 'p', netnsPath: '/run/netns/x', shmPath: '/run/shm', cgroupsPath: '/sb', ownOomScoreAdj: 0, seccomp,
     });
     expect(spec.linux.seccomp).toBe(seccomp);

@@ -9,12 +9,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type * as cri from '../../src/api/cri.js';
 import type { Config } from '../../src/config/config.js';
 import type { ContainerRecord } from '../../src/container/container.js';
-import type { ContainerService } from '../../src/container/service.js';
+import type { ContainerFactsSource } from '../../src/container/service.js';
+import { containerCgroupsPath } from '../../src/container/spec.js';
+import { factsOf } from '../../src/container/status.js';
+import { DaemonLayout } from '../../src/layout.js';
 import { StatsService } from '../../src/container/stats.js';
 import { metricDescriptors } from '../../src/metrics/descriptors.js';
 import { DeviceNames, splitDev } from '../../src/metrics/devices.js';
 import { MetricsService } from '../../src/metrics/service.js';
-import type { Sandbox, SandboxRecord } from '../../src/sandbox/sandbox.js';
+import { criStateOf, type Sandbox, type SandboxRecord } from '../../src/sandbox/sandbox.js';
 import type { SandboxService } from '../../src/sandbox/service.js';
 import { hybridUnified, removeTree, SYSTEMD_POD_PATH, SYSTEMD_POD_SLICE, systemdScopePath, v1Cgroup, v2Cgroup, writeTree, type Files } from './cgroup-fixtures.js';
 
@@ -119,17 +122,17 @@ function containerRecord(): ContainerRecord {
   };
 }
 
-function fakeServices(sandbox: Sandbox, container: ContainerRecord): { containers: ContainerService; sandboxes: SandboxService } {
-  const containers = {
-    get: () => container,
-    list: () => [{ id: container.id }],
-    inSandbox: (id: string) => (id === sandbox.record.id ? [container] : []),
-    containers: { values: () => [container] },
-  } as unknown as ContainerService;
+function fakeServices(sandbox: Sandbox, container: ContainerRecord, config: Config): { containers: ContainerFactsSource; sandboxes: SandboxService } {
+  const facts = factsOf(container, containerCgroupsPath(config.cgroupDriver, sandbox.record.cgroupParent, container.id), new DaemonLayout(config.root, '/run/unused').containerUpper(container.id));
+  const containers: ContainerFactsSource = {
+    facts: () => facts,
+    listFacts: (filter = {}) => (!filter.podSandboxId || filter.podSandboxId === sandbox.record.id ? [facts] : []),
+  };
   const sandboxes = {
     get: () => sandbox,
     list: () => [{ id: sandbox.record.id }],
-    sandboxes: { find: (id: string) => (id === sandbox.record.id ? sandbox : undefined), values: () => [sandbox] },
+    find: (id: string) => (id === sandbox.record.id ? sandbox : undefined),
+    listSandboxes: (filter: { state?: string } = {}) => (!filter.state || criStateOf(sandbox) === filter.state ? [sandbox] : []),
   } as unknown as SandboxService;
   return { containers, sandboxes };
 }
@@ -166,8 +169,8 @@ describe('stats and metrics of a pod over fixture cgroup trees', () => {
     }
 
     const sandbox: Sandbox = { record: sandboxRecord(layout, options.ownParent ?? true) };
-    const { containers, sandboxes } = fakeServices(sandbox, containerRecord());
     const config = { cgroupDriver: layout.driver, root: path.join(host, 'root') } as Config;
+    const { containers, sandboxes } = fakeServices(sandbox, containerRecord(), config);
     const stats = new StatsService(config, containers, sandboxes, { cgroup: cgroupRoot, proc: path.join(host, 'proc') });
     const metrics = new MetricsService(stats, new DeviceNames({ sys: path.join(host, 'sys'), mountinfo: path.join(host, 'no-mountinfo') }));
     return { stats, metrics, layerDevice };

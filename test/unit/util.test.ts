@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
-import { IdIndex } from '../../src/store/id-index.js';
-import { NameRegistry } from '../../src/store/names.js';
+import { IdIndex } from '../../src/persistence/id-index.js';
+import { NameRegistry } from '../../src/persistence/names.js';
 import { KeyedMutex } from '../../src/util/keyed-mutex.js';
 import { UndoStack } from '../../src/util/undo.js';
 

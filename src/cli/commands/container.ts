@@ -5,7 +5,8 @@ import { call } from '../client.js';
 import { clientContext, collect, parseLabels, type ClientContext } from '../context.js';
 import { followLog, printLog } from '../logs.js';
 import { containerStatusJson } from '../inspect.js';
-import { ago, inspectView, printInspected, printMessage, printTable, sampleMs, shortId, sleep } from '../output.js';
+import { newestFirst, withListOptions, type ListOptions } from '../listing.js';
+import { ago, eachInTurn, inspectEach, inspectView, printMessage, printTable, sampleMs, shortId, sleep } from '../output.js';
 import { CONTAINER_STATS_HEADER, containerStatsRows } from '../stats.js';
 import { runInTerminal } from './stream.js';
 import { readConfigFile } from './sandbox.js';
@@ -34,7 +35,23 @@ async function status(ctx: ClientContext, id: string): Promise<cri.ContainerStat
 }
 
 export function containerCommands(): Command[] {
-  const create = new Command('create')
+  return [
+    createCommand(),
+    runCommand(),
+    startCommand(),
+    stopCommand(),
+    rmCommand(),
+    psCommand(),
+    inspectCommand(),
+    logsCommand(),
+    execCommand(),
+    statsCommand(),
+    updateCommand(),
+  ];
+}
+
+function createCommand(): Command {
+  return new Command('create')
     .description('Create a container in a pod')
     .argument('<pod-id>')
     .argument('<container-config.json>')
@@ -43,8 +60,10 @@ export function containerCommands(): Command[] {
       const ctx = clientContext(command);
       process.stdout.write(`${await createContainer(ctx, podId, containerFile, podFile)}\n`);
     });
+}
 
-  const run = new Command('run')
+function runCommand(): Command {
+  return new Command('run')
     .description('Run a pod and a container in it: runp, create and start in one')
     .argument('<container-config.json>')
     .argument('<pod-config.json>')
@@ -57,32 +76,36 @@ export function containerCommands(): Command[] {
       await call(ctx.clients.runtime, 'StartContainer', { container_id: id }, ctx.timeoutMs);
       process.stdout.write(`${id}\n`);
     });
+}
 
-  const start = new Command('start')
-    .description('Start one or more created containers')
+/** A command without options on one or more containers. */
+function onContainers(name: string, description: string, run: (ctx: ClientContext, ids: string[]) => Promise<void>): Command {
+  return new Command(name)
+    .description(description)
     .argument('<container-id...>')
-    .action(async (ids: string[], _opts: unknown, command: Command) => {
-      const ctx = clientContext(command);
-      for (const id of ids) {
-        await call(ctx.clients.runtime, 'StartContainer', { container_id: id }, ctx.timeoutMs);
-        process.stdout.write(`${id}\n`);
-      }
-    });
+    .action((ids: string[], _opts: unknown, command: Command) => run(clientContext(command), ids));
+}
 
-  const stop = new Command('stop')
+function startCommand(): Command {
+  return onContainers('start', 'Start one or more created containers', (ctx, ids) =>
+    eachInTurn(ids, (id) => call(ctx.clients.runtime, 'StartContainer', { container_id: id }, ctx.timeoutMs)),
+  );
+}
+
+function stopCommand(): Command {
+  return new Command('stop')
     .description('Stop one or more running containers')
     .argument('<container-id...>')
     .option('-t, --timeout <seconds>', 'seconds to wait after the stop signal before killing', '0')
     .action(async (ids: string[], opts: { timeout: string }, command: Command) => {
       const ctx = clientContext(command);
       const timeout = Number(opts.timeout);
-      for (const id of ids) {
-        await call(ctx.clients.runtime, 'StopContainer', { container_id: id, timeout }, ctx.timeoutMs + timeout * 1000);
-        process.stdout.write(`${id}\n`);
-      }
+      await eachInTurn(ids, (id) => call(ctx.clients.runtime, 'StopContainer', { container_id: id, timeout }, ctx.timeoutMs + timeout * 1000));
     });
+}
 
-  const rm = new Command('rm')
+function rmCommand(): Command {
+  return new Command('rm')
     .description('Remove one or more containers')
     .argument('[container-id...]')
     .option('-f, --force', 'stop a running container before removing it')
@@ -91,41 +114,33 @@ export function containerCommands(): Command[] {
       const ctx = clientContext(command);
       const targets = opts.all ? (await call(ctx.clients.runtime, 'ListContainers', {}, ctx.timeoutMs)).containers.map((c) => c.id) : ids;
       if (targets.length === 0) throw new InvalidArgumentError('no container id given (or use --all)');
-      for (const id of targets) {
+      await eachInTurn(targets, async (id) => {
         const { status: s } = await status(ctx, id);
         if (s?.state === 'CONTAINER_RUNNING' && !opts.force) {
           throw new InvalidArgumentError(`container ${id} is running: stop it first or use --force`);
         }
         await call(ctx.clients.runtime, 'RemoveContainer', { container_id: id }, ctx.timeoutMs);
-        process.stdout.write(`${id}\n`);
-      }
+      });
     });
+}
 
+function psCommand(): Command {
   const ps = new Command('ps')
     .description('List containers')
     .option('-a, --all', 'show all containers, not only running ones')
     .option('--id <id>', 'filter by container id (prefix)')
     .option('--name <regexp>', 'filter by container name')
     .option('-p, --pod <pod-id>', 'filter by pod id')
-    .option('-s, --state <state>', 'filter by state: created, running, exited, unknown')
-    .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
-    .option('-q, --quiet', 'only print container ids')
-    .option('-o, --output <format>', 'json or table', 'table')
-    .option('-l, --latest', 'only the most recently created container')
-    .option('-n, --last <n>', 'only the n most recently created containers')
-    .option('--no-trunc', 'show full ids')
-    .action(async (opts: PsOptions, command: Command) => {
+    .option('-s, --state <state>', 'filter by state: created, running, exited, unknown');
+  return withListOptions(ps, 'container').action(async (opts: PsOptions, command: Command) => {
       const ctx = clientContext(command);
       const filter: Record<string, unknown> = { label_selector: parseLabels(opts.label) };
       if (opts.id) filter.id = opts.id;
       if (opts.pod) filter.pod_sandbox_id = opts.pod;
       if (opts.state) filter.state = { state: stateFilter(opts.state) };
       else if (!opts.all && !opts.latest && !opts.last) filter.state = { state: 'CONTAINER_RUNNING' };
-      let list = ((await call(ctx.clients.runtime, 'ListContainers', { filter }, ctx.timeoutMs)).containers as cri.Container[])
-        .filter((c) => !opts.name || new RegExp(opts.name).test(c.metadata?.name ?? ''))
-        .sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1));
-      const limit = opts.latest ? 1 : opts.last ? Number(opts.last) : 0;
-      if (limit > 0) list = list.slice(0, limit);
+      const containers = (await call(ctx.clients.runtime, 'ListContainers', { filter }, ctx.timeoutMs)).containers as cri.Container[];
+      const list = newestFirst(containers.filter((c) => !opts.name || new RegExp(opts.name).test(c.metadata?.name ?? '')), opts);
       if (opts.quiet) {
         for (const c of list) process.stdout.write(`${c.id}\n`);
         return;
@@ -148,21 +163,19 @@ export function containerCommands(): Command[] {
         ]),
       );
     });
+}
 
-  const inspect = new Command('inspect')
-    .description('Show the status of one or more containers')
-    .argument('<container-id...>')
-    .action(async (ids: string[], _opts: unknown, command: Command) => {
-      const ctx = clientContext(command);
-      const views = [];
-      for (const id of ids) {
-        const res = await call(ctx.clients.runtime, 'ContainerStatus', { container_id: id, verbose: true }, ctx.timeoutMs);
-        views.push(inspectView(containerStatusJson(res.status as cri.ContainerStatus), res.info));
-      }
-      printInspected(views);
-    });
+function inspectCommand(): Command {
+  return onContainers('inspect', 'Show the status of one or more containers', (ctx, ids) =>
+    inspectEach(ids, async (id) => {
+      const res = await call(ctx.clients.runtime, 'ContainerStatus', { container_id: id, verbose: true }, ctx.timeoutMs);
+      return inspectView(containerStatusJson(res.status as cri.ContainerStatus), res.info);
+    }),
+  );
+}
 
-  const logs = new Command('logs')
+function logsCommand(): Command {
+  return new Command('logs')
     .description("Print a container's log")
     .argument('<container-id>')
     .option('-f, --follow', 'keep printing new lines until the container exits')
@@ -178,8 +191,10 @@ export function containerCommands(): Command[] {
         await followLog(s.log_path, offset, { timestamps: options.timestamps }, async () => (await status(ctx, id)).status?.state !== 'CONTAINER_RUNNING');
       }
     });
+}
 
-  const exec = new Command('exec')
+function execCommand(): Command {
+  return new Command('exec')
     .description('Run a command in a running container')
     .argument('<container-id>')
     .argument('<command...>')
@@ -206,8 +221,10 @@ export function containerCommands(): Command[] {
       const transport = opts.transport === 'websocket' ? 'websocket' : 'spdy';
       process.exitCode = await runInTerminal(url, { stdin: opts.interactive ?? false, tty, transport });
     });
+}
 
-  const stats = new Command('stats')
+function statsCommand(): Command {
+  return new Command('stats')
     .description('Show container resource usage; CPU % is measured over a sample of --seconds')
     .argument('[container-id]')
     .option('--id <id>', 'filter by container id (prefix)')
@@ -225,8 +242,10 @@ export function containerCommands(): Command[] {
       await sleep(sampleMs(opts.seconds));
       printTable(CONTAINER_STATS_HEADER, containerStatsRows(before, await sample(), opts.all ?? false));
     });
+}
 
-  const update = new Command('update')
+function updateCommand(): Command {
+  return new Command('update')
     .description('Change the resource limits of running containers')
     .argument('<container-id...>')
     .option('--cpu-period <us>', 'CPU CFS period')
@@ -245,27 +264,16 @@ export function containerCommands(): Command[] {
         cpuset_mems: opts.cpusetMems ?? '',
         memory_limit_in_bytes: Number(opts.memory ?? 0),
       };
-      for (const id of ids) {
-        await call(ctx.clients.runtime, 'UpdateContainerResources', { container_id: id, linux }, ctx.timeoutMs);
-        process.stdout.write(`${id}\n`);
-      }
+      await eachInTurn(ids, (id) => call(ctx.clients.runtime, 'UpdateContainerResources', { container_id: id, linux }, ctx.timeoutMs));
     });
-
-  return [create, run, start, stop, rm, ps, inspect, logs, exec, stats, update];
 }
 
-interface PsOptions {
+interface PsOptions extends ListOptions {
   all?: boolean;
   id?: string;
   name?: string;
   pod?: string;
   state?: string;
-  label: string[];
-  quiet?: boolean;
-  output: string;
-  latest?: boolean;
-  last?: string;
-  trunc: boolean;
 }
 
 interface StatsOptions {

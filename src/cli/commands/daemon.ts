@@ -40,7 +40,7 @@ export function daemonCommand(): Command {
       const log = createLogger(config.logLevel, config.logFormat);
       // A bug in one request must not take every pod's management down with it: log loudly.
       process.on('unhandledRejection', (reason) => {
-        log.error({ err: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled rejection (a tscri bug)');
+        log.error({ err: reason }, 'unhandled rejection (a tscri bug)');
       });
       const systemd = new SystemdNotifier(log);
       let daemon: Daemon | undefined;
@@ -53,7 +53,7 @@ export function daemonCommand(): Command {
         daemon = await startDaemon(config, log);
         await systemd.notify('READY=1', `serving on ${config.socketPath}`);
       } catch (err) {
-        log.fatal({ err: err instanceof Error ? err.message : String(err), hint: (err as { hint?: string }).hint }, 'tscri failed to start');
+        log.fatal({ err }, 'tscri failed to start');
         process.exit(1);
       }
       const started = daemon;

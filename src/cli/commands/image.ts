@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import type { PullProgressSnapshot } from '../../image/progress.js';
 import { call } from '../client.js';
 import { clientContext, type ClientContext } from '../context.js';
-import { humanSize, inspectView, printInspected, printJson, printTable } from '../output.js';
+import { eachInTurn, humanSize, inspectEach, inspectView, printJson, printTable } from '../output.js';
 import { finishedProgressLine, progressLine } from '../progress.js';
 import { messageToJson } from '../proto-json.js';
 
@@ -59,13 +59,11 @@ export function imageCommands(): Command[] {
     .argument('<image...>')
     .action(async (names: string[], _opts: unknown, command: Command) => {
       const ctx = clientContext(command);
-      const views = [];
-      for (const name of names) {
+      await inspectEach(names, async (name) => {
         const res = await call(ctx.clients.image, 'ImageStatus', { image: spec(name), verbose: true }, ctx.timeoutMs);
         if (!res.image) throw new InvalidArgumentError(`no such image "${name}" present`);
-        views.push(inspectView(messageToJson('Image', res.image) as Record<string, unknown>, res.info));
-      }
-      printInspected(views);
+        return inspectView(messageToJson('Image', res.image) as Record<string, unknown>, res.info);
+      });
     });
 
   const rmi = new Command('rmi')
@@ -76,12 +74,12 @@ export function imageCommands(): Command[] {
       const ctx = clientContext(command);
       const targets = opts.all ? (await call(ctx.clients.image, 'ListImages', {}, ctx.timeoutMs)).images.map((i) => i.id) : names;
       if (targets.length === 0) throw new InvalidArgumentError('no image given (or use --all)');
-      for (const name of targets) {
+      const remove = async (name: string): Promise<void> => {
         const { image } = await call(ctx.clients.image, 'ImageStatus', { image: spec(name), verbose: false }, ctx.timeoutMs);
         if (!image) throw new InvalidArgumentError(`no such image "${name}"`);
         await call(ctx.clients.image, 'RemoveImage', { image: spec(name) }, ctx.timeoutMs);
-        process.stdout.write(`Deleted: ${name}\n`);
-      }
+      };
+      await eachInTurn(targets, remove, (name) => `Deleted: ${name}`);
     });
 
   const imagefsinfo = new Command('imagefsinfo')

@@ -5,7 +5,8 @@ import { InvalidArgumentError, messageOf } from '../../errors.js';
 import { call } from '../client.js';
 import { clientContext, collect, parseLabels, type ClientContext } from '../context.js';
 import { sandboxStatusJson } from '../inspect.js';
-import { ago, inspectView, printInspected, printMessage, printTable, sampleMs, shortId, sleep } from '../output.js';
+import { newestFirst, withListOptions, type ListOptions } from '../listing.js';
+import { ago, eachInTurn, inspectEach, inspectView, printMessage, printTable, sampleMs, shortId, sleep } from '../output.js';
 import { messageFromJson } from '../proto-json.js';
 import { POD_STATS_HEADER, podStatsRows } from '../stats.js';
 
@@ -44,10 +45,7 @@ export function sandboxCommands(): Command[] {
     .argument('<pod-id...>')
     .action(async (ids: string[], _opts: unknown, command: Command) => {
       const ctx = clientContext(command);
-      for (const id of ids) {
-        await call(ctx.clients.runtime, 'StopPodSandbox', { pod_sandbox_id: id }, ctx.timeoutMs);
-        process.stdout.write(`Stopped sandbox ${id}\n`);
-      }
+      await eachInTurn(ids, (id) => call(ctx.clients.runtime, 'StopPodSandbox', { pod_sandbox_id: id }, ctx.timeoutMs), (id) => `Stopped sandbox ${id}`);
     });
 
   const rmp = new Command('rmp')
@@ -59,10 +57,7 @@ export function sandboxCommands(): Command[] {
       const ctx = clientContext(command);
       const targets = opts.all ? (await listSandboxes(ctx, {})).map((s) => s.id) : ids;
       if (targets.length === 0) throw new InvalidArgumentError('no pod id given (or use --all)');
-      for (const id of targets) {
-        await call(ctx.clients.runtime, 'RemovePodSandbox', { pod_sandbox_id: id }, ctx.timeoutMs);
-        process.stdout.write(`Removed sandbox ${id}\n`);
-      }
+      await eachInTurn(targets, (id) => call(ctx.clients.runtime, 'RemovePodSandbox', { pod_sandbox_id: id }, ctx.timeoutMs), (id) => `Removed sandbox ${id}`);
     });
 
   const pods = new Command('pods')
@@ -71,24 +66,16 @@ export function sandboxCommands(): Command[] {
     .option('--name <name>', 'filter by pod name (regular expression)')
     .option('--namespace <ns>', 'filter by pod namespace (regular expression)')
     .option('-s, --state <state>', 'filter by state: ready or notready')
-    .option('--label <key=value>', 'filter by label (repeatable)', collect, [])
-    .option('-q, --quiet', 'only print pod ids')
-    .option('-v, --verbose', 'verbose output')
-    .option('-o, --output <format>', 'json or table', 'table')
-    .option('-l, --latest', 'only the most recently created pod')
-    .option('-n, --last <n>', 'only the n most recently created pods')
-    .option('--no-trunc', 'show full ids')
-    .action(async (opts: PodsOptions, command: Command) => {
+    .option('-v, --verbose', 'verbose output');
+  withListOptions(pods, 'pod').action(async (opts: PodsOptions, command: Command) => {
       const ctx = clientContext(command);
       const filter: Record<string, unknown> = { label_selector: parseLabels(opts.label) };
       if (opts.id) filter.id = opts.id;
       if (opts.state) filter.state = { state: sandboxStateName(opts.state) };
-      let items = (await listSandboxes(ctx, filter))
+      const matching = (await listSandboxes(ctx, filter))
         .filter((s) => !opts.name || new RegExp(opts.name).test(s.metadata?.name ?? ''))
-        .filter((s) => !opts.namespace || new RegExp(opts.namespace).test(s.metadata?.namespace ?? ''))
-        .sort((a, b) => (BigInt(b.created_at) > BigInt(a.created_at) ? 1 : -1));
-      const limit = opts.latest ? 1 : opts.last ? Number(opts.last) : 0;
-      if (limit > 0) items = items.slice(0, limit);
+        .filter((s) => !opts.namespace || new RegExp(opts.namespace).test(s.metadata?.namespace ?? ''));
+      const items = newestFirst(matching, opts);
       if (opts.quiet) {
         for (const s of items) process.stdout.write(`${s.id}\n`);
       } else if (opts.output === 'json') {
@@ -115,20 +102,16 @@ export function sandboxCommands(): Command[] {
     .option('-o, --output <format>', 'json or table', 'json')
     .action(async (ids: string[], opts: { output: string }, command: Command) => {
       const ctx = clientContext(command);
-      const views = [];
-      for (const id of ids) {
+      await inspectEach(ids, async (id) => {
         const { runtime } = ctx.clients;
         const res = await call(runtime, 'PodSandboxStatus', { pod_sandbox_id: id, verbose: true }, ctx.timeoutMs);
         const status = res.status as cri.PodSandboxStatus;
-        if (opts.output === 'table') {
-          printTable(['ID', 'NAME', 'NAMESPACE', 'STATE', 'IP', 'CREATED'], [
-            [status.id, status.metadata?.name ?? '', status.metadata?.namespace ?? '', status.state, status.network?.ip ?? '', ago(status.created_at)],
-          ]);
-        } else {
-          views.push(inspectView(sandboxStatusJson(status), res.info));
-        }
-      }
-      printInspected(views);
+        if (opts.output !== 'table') return inspectView(sandboxStatusJson(status), res.info);
+        printTable(['ID', 'NAME', 'NAMESPACE', 'STATE', 'IP', 'CREATED'], [
+          [status.id, status.metadata?.name ?? '', status.metadata?.namespace ?? '', status.state, status.network?.ip ?? '', ago(status.created_at)],
+        ]);
+        return undefined;
+      });
     });
 
   const statsp = new Command('statsp')
@@ -151,18 +134,12 @@ export function sandboxCommands(): Command[] {
   return [runp, stopp, rmp, pods, inspectp, statsp];
 }
 
-interface PodsOptions {
+interface PodsOptions extends ListOptions {
   id?: string;
   name?: string;
   namespace?: string;
   state?: string;
-  label: string[];
-  quiet?: boolean;
   verbose?: boolean;
-  output: string;
-  latest?: boolean;
-  last?: string;
-  trunc: boolean;
 }
 
 function sandboxStateName(state: string): string {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Command } from 'commander';
 import { InvalidArgumentError, UnavailableError, messageOf } from '../../errors.js';
-import { openPortForward, runRemoteCommand, type Transport } from '../../streaming/client.js';
+import { openPortForward, runRemoteCommand, type Transport } from '../streaming-client.js';
 import { call } from '../client.js';
 import { clientContext } from '../context.js';
 

@@ -13,8 +13,6 @@ import type { Endpoint } from './endpoints.js';
 import type { TlsMaterial, Transport } from './transport.js';
 import { DigestMismatchError, VerifyingStream, sha256Digest } from './verify.js';
 
-export { endpointsFor, type Endpoint } from './endpoints.js';
-
 /** How long to wait for a registry's response headers (bodies have an idle timeout instead). */
 const RESPONSE_TIMEOUT_MS = 30_000;
 /** A body that delivers nothing for this long is abandoned, unless the session is told otherwise. */
@@ -157,7 +155,7 @@ export class RegistrySession {
       } catch (err) {
         if (this.signal?.aborted) throw this.signal.reason;
         failures.push({ endpoint, err });
-        this.log.info({ endpoint: endpoint.url, err: messageOf(err) }, `${what}: endpoint failed, trying the next`);
+        this.log.info({ endpoint: endpoint.url, err }, `${what}: endpoint failed, trying the next`);
       }
     }
     const reasons = failures.map((f) => `${f.endpoint.url}: ${messageOf(f.err)}`).join('; ');

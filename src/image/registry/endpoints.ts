@@ -11,7 +11,6 @@
  */
 import type { Logger } from 'pino';
 import type { RegistryMirror } from '../../config/config.js';
-import { messageOf } from '../../errors.js';
 import { apiHostOf } from '../reference.js';
 import type { Credentials } from './auth.js';
 import { authKey, AuthFile, type AuthEntries } from './auth-file.js';
@@ -108,7 +107,7 @@ export class RegistryHosts {
       const auths = (await this.authFileAt(config.authFile)?.entries()) ?? new Map<string, Credentials>();
       return await Promise.all(endpointsFor(domain, config.mirrors, hosts).map((planned) => this.complete(planned, domain, auths, hosts, config.configPath)));
     } catch (err) {
-      log.error({ registry: domain, err: messageOf(err) }, 'registry configuration refused');
+      log.error({ registry: domain, err }, 'registry configuration refused');
       throw err;
     }
   }

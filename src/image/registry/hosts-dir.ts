@@ -13,6 +13,7 @@ import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errnoCode, messageOf, TscriError } from '../../errors.js';
 import { joinBelow, readFileBelow } from '../../util/confined.js';
+import { fileExists } from '../../util/files.js';
 import { HostsFileError, parseHostsFile, type HostSettings, type HostsFile } from './hosts-file.js';
 import type { TlsMaterial } from './transport.js';
 
@@ -31,7 +32,7 @@ export async function loadHostsFor(configPath: string, host: string): Promise<Ho
   try {
     text = await readFileBelow(configPath, file, MAX_HOSTS_FILE_BYTES, 'hosts file');
   } catch (err) {
-    if (!(await exists(file))) return dockerCertLayout(configPath, dir);
+    if (!(await fileExists(file, { followSymlinks: false }))) return dockerCertLayout(configPath, dir);
     throw new HostsFileError(file, '', messageOf(err));
   }
   return parseHostsFile(text.toString('utf8'), file, dir);
@@ -115,11 +116,4 @@ async function readRegularFile(file: string, maxBytes: number): Promise<Buffer> 
   } finally {
     await handle.close();
   }
-}
-
-async function exists(file: string): Promise<boolean> {
-  return fs.lstat(file).then(
-    () => true,
-    () => false,
-  );
 }

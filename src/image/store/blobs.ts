@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { errnoCode } from '../../errors.js';
-import { writeFileAtomic } from '../../store/atomic.js';
+import { writeFileAtomic } from '../../persistence/atomic.js';
 import type { StoreLayout } from './layout.js';
 
 /**

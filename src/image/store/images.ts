@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { errnoCode, messageOf } from '../../errors.js';
-import { writeJsonAtomic } from '../../store/atomic.js';
+import { errnoCode } from '../../errors.js';
+import { writeJsonAtomic } from '../../persistence/atomic.js';
 import type { ImageConfig } from '../registry/manifest.js';
 import type { StoreLayout } from './layout.js';
 import { IMAGE_RECORD_VERSION, imageRecordSchema } from './record-schema.js';
@@ -67,7 +67,7 @@ export class ImageRecords {
         this.byId.set(record.id, record);
       } catch (err) {
         // Skipped, never acted on: its layers are not counted as used, so GC may take them.
-        this.log.error({ file, err: messageOf(err) }, 'invalid image record; skipped');
+        this.log.error({ file, err }, 'invalid image record; skipped');
       }
     }
   }

@@ -10,25 +10,17 @@ import path from 'node:path';
  */
 export class StoreLayout {
   readonly base: string;
+  readonly blobsDir: string;
+  readonly layersDir: string;
+  readonly recordsDir: string;
+  readonly tmpDir: string;
 
   constructor(root: string) {
     this.base = path.join(root, 'images');
-  }
-
-  get blobsDir(): string {
-    return path.join(this.base, 'blobs', 'sha256');
-  }
-
-  get layersDir(): string {
-    return path.join(this.base, 'layers');
-  }
-
-  get recordsDir(): string {
-    return path.join(this.base, 'images');
-  }
-
-  get tmpDir(): string {
-    return path.join(this.base, 'tmp');
+    this.blobsDir = path.join(this.base, 'blobs', 'sha256');
+    this.layersDir = path.join(this.base, 'layers');
+    this.recordsDir = path.join(this.base, 'images');
+    this.tmpDir = path.join(this.base, 'tmp');
   }
 
   blob(digest: string): string {

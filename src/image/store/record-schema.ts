@@ -1,4 +1,4 @@
-import { array, boolean, integer, literal, object, string, type Schema } from '../../store/schema.js';
+import { array, boolean, integer, literal, object, string, type Schema } from '../../persistence/schema.js';
 import type { ImageRecord } from './images.js';
 
 /** Defined here, not in images.ts, which imports this module: no cycle at load time. */

@@ -2,8 +2,6 @@
  * Contract of the layer unpacker: one image layer (an uncompressed tar stream) becomes one
  * directory in the layout overlayfs reads as a lower layer.
  */
-import type { Readable } from 'node:stream';
-
 export interface UnpackOptions {
   /**
    * Empty directory to unpack into (created by the caller); the caller renames it into place

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { InternalError } from '../../errors.js';
-import { readJsonIfExists, syncDir, writeJsonAtomic } from '../../store/atomic.js';
+import { readJsonIfExists, syncDir, writeJsonAtomic } from '../../persistence/atomic.js';
 import type { Attachment } from './types.js';
 import { isRecord } from './config.js';
 

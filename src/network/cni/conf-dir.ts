@@ -7,7 +7,7 @@
 import { promises as fs, statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { writeJsonAtomic } from '../../store/atomic.js';
+import { writeJsonAtomic } from '../../persistence/atomic.js';
 import {
   DEFAULT_NETWORK_FILE,
   defaultNetworkConfig,

@@ -3,9 +3,9 @@ import http from 'node:http';
 import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { TerminalSize } from '../oci/runtime.js';
-import { SPDY_REMOTE_COMMAND_PROTOCOLS, WEBSOCKET_REMOTE_COMMAND_PROTOCOLS, CHANNEL } from './remote-command.js';
-import { SpdyConnection, type SpdyStream } from './spdy.js';
-import { ChannelSocket } from './websocket.js';
+import { SPDY_REMOTE_COMMAND_PROTOCOLS, WEBSOCKET_REMOTE_COMMAND_PROTOCOLS, CHANNEL } from '../streaming/remote-command.js';
+import { SpdyConnection, type SpdyStream } from '../streaming/spdy.js';
+import { ChannelSocket } from '../streaming/websocket.js';
 
 /**
  * The client side of the streaming protocols, as kubectl and crictl speak them: for the tscri

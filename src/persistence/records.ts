@@ -89,7 +89,7 @@ export class RecordStore<T extends VersionedRecord> {
     for (const entry of entries) {
       if (entry.includes(REMOVING_MARK)) {
         await this.finishRemoval(entry.slice(0, entry.indexOf(REMOVING_MARK)), path.join(this.dir, entry)).catch((err: unknown) =>
-          log.error({ dir: entry, err: messageOf(err) }, `cannot finish removing a ${this.kind}; left for the next start`),
+          log.error({ dir: entry, err }, `cannot finish removing a ${this.kind}; left for the next start`),
         );
         continue;
       }
@@ -126,7 +126,7 @@ export class RecordStore<T extends VersionedRecord> {
       this.setAside.push({ kind: this.kind, id: entry, movedTo, problem });
       log.error({ [this.kind]: entry, problem, movedTo }, `invalid ${this.kind} record set aside; what it describes is left for the operator`);
     } catch (err) {
-      log.error({ [this.kind]: entry, problem, err: messageOf(err) }, `invalid ${this.kind} record could not be set aside; skipped`);
+      log.error({ [this.kind]: entry, problem, err }, `invalid ${this.kind} record could not be set aside; skipped`);
     }
   }
 }
