@@ -26,6 +26,9 @@ const HUGEPAGE_SIZE = /^\d{1,6}(KB|MB|GB|TB)$/;
 /** A cgroup v2 interface file: `memory.high`, `cpu.max`, `io.weight` … never a path. */
 const UNIFIED_KEY = /^[a-z][a-z0-9_]*\.[a-z0-9_.]+$/;
 
+/** The kernel's largest CFS quota: its bandwidth arithmetic keeps 44 bits of microseconds. */
+const MAX_CFS_QUOTA_US = 2 ** 44 - 1;
+
 /** LinuxContainerResources, for containers, pod overhead and pod resources. */
 export function checkResources(field: string, r: cri.LinuxContainerResources | null): void {
   if (!r) return;
@@ -33,6 +36,7 @@ export function checkResources(field: string, r: cri.LinuxContainerResources | n
   if (period !== 0 && period < 1000) throw invalid(`${field}.cpu_period`, `${period} is below the kernel's minimum of 1000 µs`);
   const quota = checkSafeInt(`${field}.cpu_quota`, r.cpu_quota, -1, Number.MAX_SAFE_INTEGER);
   if (quota > 0 && quota < 1000) throw invalid(`${field}.cpu_quota`, `${quota} is below the kernel's minimum of 1000 µs`);
+  if (quota > MAX_CFS_QUOTA_US) throw invalid(`${field}.cpu_quota`, `${quota} is above the kernel's maximum of ${MAX_CFS_QUOTA_US} µs`);
   const shares = checkSafeInt(`${field}.cpu_shares`, r.cpu_shares, 0, 262_144);
   if (shares === 1) throw invalid(`${field}.cpu_shares`, '1 is below the kernel\'s minimum of 2');
   const memory = checkSafeInt(`${field}.memory_limit_in_bytes`, r.memory_limit_in_bytes, 0, Number.MAX_SAFE_INTEGER);
