@@ -95,7 +95,7 @@ async function serve(config: Config, log: Logger, started: bigint, lock: DaemonL
   });
   await runtime.open();
 
-  const { resolve: sandboxImage, close: closeSandboxImage } = await sandboxImageResolver(config, images, log);
+  const { resolve: sandboxImage, close: closeSandboxImage } = await sandboxImageResolver(config, layout, images, log);
   const oomFloor = await ownOomScoreAdj();
   const events = new ContainerEvents();
   const lsm = await detectSecurityModules(log, { selinux: config.enableSelinux });
@@ -188,14 +188,15 @@ async function requireExecutable(name: string, what: string): Promise<string> {
 /** The built-in pause image unless the config names one, which is then pulled on first use. */
 async function sandboxImageResolver(
   config: Config,
+  layout: DaemonLayout,
   images: ImageService,
   log: Logger,
 ): Promise<{ resolve: () => Promise<SandboxImage>; close: () => Promise<void> }> {
   if (config.sandboxImage === '') {
-    const builtin = await prepareBuiltinPause(config.root);
+    const builtin = await prepareBuiltinPause(layout.builtinPauseRootfs);
     return { resolve: async () => builtin, close: async () => undefined };
   }
-  const fromRegistry = new RegistrySandboxImage(config.sandboxImage, images, config.state, log);
+  const fromRegistry = new RegistrySandboxImage(config.sandboxImage, images, layout, log);
   return { resolve: () => fromRegistry.get(), close: () => fromRegistry.close() };
 }
 

@@ -91,8 +91,14 @@ export class DaemonLayout {
     return path.join(this.sandboxStateDir(id), 'shm');
   }
 
-  /** Overlay mounts of a configured (pulled) pause image, one per image. */
+  /** Overlay mounts of a configured (pulled) pause image, one directory per image. */
   get pauseMounts(): string {
     return path.join(this.state, 'pause');
+  }
+
+  /** One pulled pause image's overlay: its rootfs mount point and upper and work directories. */
+  pauseOverlay(imageHex: string): { rootfs: string; upper: string; work: string } {
+    const dir = path.join(this.pauseMounts, imageHex.slice(0, 16));
+    return { rootfs: path.join(dir, 'rootfs'), upper: path.join(dir, 'upper'), work: path.join(dir, 'work') };
   }
 }

@@ -24,9 +24,8 @@ const CATATONIT_CANDIDATES = ['catatonit', '/usr/libexec/catatonit/catatonit', '
  * under `root` and shared by every sandbox (no image pull, no per-pod mount). Runs as
  * 65535:65535 like the upstream pause image.
  */
-export async function prepareBuiltinPause(root: string): Promise<SandboxImage> {
+export async function prepareBuiltinPause(rootfs: string): Promise<SandboxImage> {
   const catatonit = await findCatatonit();
-  const rootfs = path.join(root, 'pause', 'rootfs');
   const target = path.join(rootfs, 'pause');
   if (!(await sameFile(catatonit, target))) {
     await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });

@@ -1,10 +1,10 @@
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { FailedPreconditionError } from '../errors.js';
 import { resolveUser } from '../oci/user.js';
 import { isMountPoint, mountOverlay, unmountAll } from '../util/mount.js';
 import type { SandboxImage } from './builtin-pause.js';
+import type { DaemonLayout } from '../layout.js';
 import type { ImageService } from './service.js';
 import type { ImageRecord } from './store/images.js';
 import { hexOf } from './store/layout.js';
@@ -22,7 +22,7 @@ export class RegistrySandboxImage {
   constructor(
     private readonly reference: string,
     private readonly images: ImageService,
-    private readonly stateDir: string,
+    private readonly layout: DaemonLayout,
     private readonly log: Logger,
   ) {}
 
@@ -41,8 +41,8 @@ export class RegistrySandboxImage {
    * view of it in their mount namespaces, and the next daemon mounts it again on demand.
    */
   async close(): Promise<void> {
-    for (const entry of await fs.readdir(path.join(this.stateDir, 'pause')).catch(() => [] as string[])) {
-      await unmountAll(path.join(this.stateDir, 'pause', entry, 'rootfs'));
+    for (const entry of await fs.readdir(this.layout.pauseMounts).catch(() => [] as string[])) {
+      await unmountAll(this.layout.pauseOverlay(entry).rootfs);
     }
   }
 
@@ -55,11 +55,10 @@ export class RegistrySandboxImage {
   private async prepare(record: ImageRecord): Promise<SandboxImage> {
     this.images.retainLayers(RETAIN_OWNER, record.layers.map((l) => l.diffId));
     await this.images.pin(record.id);
-    const dir = path.join(this.stateDir, 'pause', hexOf(record.id).slice(0, 16));
-    const rootfs = path.join(dir, 'rootfs');
+    const { rootfs, upper, work } = this.layout.pauseOverlay(hexOf(record.id));
     if (!(await isMountPoint(rootfs).catch(() => false))) {
-      await Promise.all(['upper', 'work'].map((d) => fs.mkdir(path.join(dir, d), { recursive: true, mode: 0o755 })));
-      await mountOverlay({ lowerDirs: this.images.layerDirs(record), upperDir: path.join(dir, 'upper'), workDir: path.join(dir, 'work'), target: rootfs });
+      await Promise.all([upper, work].map((dir) => fs.mkdir(dir, { recursive: true, mode: 0o755 })));
+      await mountOverlay({ lowerDirs: this.images.layerDirs(record), upperDir: upper, workDir: work, target: rootfs });
     }
     const config = record.config.config ?? {};
     const args = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
