@@ -25,9 +25,15 @@ import { RequestCache } from './tokens.js';
 
 /** A streaming request between its RPC and the client's connection. */
 export type StreamRequest =
-  | ({ kind: 'exec'; containerId: string; cmd: string[] } & RemoteCommandOptions)
-  | ({ kind: 'attach'; containerId: string } & RemoteCommandOptions)
-  | { kind: 'portforward'; sandboxId: string; ports: number[] };
+  | ({ kind: 'exec'; containerId: string; cmd: string[] } & RemoteCommandOptions & PodNames)
+  | ({ kind: 'attach'; containerId: string } & RemoteCommandOptions & PodNames)
+  | ({ kind: 'portforward'; sandboxId: string; ports: number[] } & PodNames);
+
+/** The pod a stream belongs to, for every log line of its session. */
+export interface PodNames {
+  podName: string;
+  podNamespace: string;
+}
 
 /** What runs behind a connected stream (the container and sandbox services). */
 export interface StreamingBackend {
@@ -95,7 +101,8 @@ export class StreamingServer {
     if (!match || !request || request.kind !== match[1]) {
       return refuse(socket, 404, 'unknown, used or expired streaming token');
     }
-    const log = this.log.child({ stream: request.kind, ...('containerId' in request ? { containerId: request.containerId } : { podSandboxId: request.sandboxId }) });
+    const ids = 'containerId' in request ? { containerId: request.containerId } : { podSandboxId: request.sandboxId };
+    const log = this.log.child({ stream: request.kind, ...ids, podName: request.podName, podNamespace: request.podNamespace });
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') return this.acceptWebSocket(req, socket, head, request, log);
     if (upgrade.startsWith('spdy/3')) return this.acceptSpdy(req, socket, head, request, log);

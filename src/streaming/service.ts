@@ -13,7 +13,7 @@ import { validateExecCommand } from '../container/validate.js';
 import { checkList, checkNumber } from '../validation/fields.js';
 import type { Dialer } from './port-forward.js';
 import type { RemoteCommandSession } from './remote-command.js';
-import { StreamingServer, type StreamRequest, type StreamingBackend } from './server.js';
+import { StreamingServer, type PodNames, type StreamRequest, type StreamingBackend } from './server.js';
 
 /** Streaming requests wait in memory for their client (up to 1000 of them): keep each small. */
 const MAX_STREAMING_COMMAND_BYTES = 64 * 1024;
@@ -52,7 +52,7 @@ export class StreamingService implements StreamingBackend {
     validateExecCommand('cmd', request.cmd, MAX_STREAMING_COMMAND_BYTES);
     checkStreams(request);
     const container = this.runningContainer(request.container_id);
-    return { url: this.server.urlFor({ kind: 'exec', containerId: container.id, cmd: request.cmd, ...streamsOf(request) }) };
+    return { url: this.server.urlFor({ kind: 'exec', containerId: container.id, cmd: request.cmd, ...streamsOf(request), ...this.podOf(container.sandboxId) }) };
   }
 
   prepareAttach(request: cri.AttachRequest): wire.AttachResponse {
@@ -61,14 +61,20 @@ export class StreamingService implements StreamingBackend {
     if (request.stdin && !container.config.stdin) {
       throw new FailedPreconditionError(`container ${container.id} was not created with stdin open`);
     }
-    return { url: this.server.urlFor({ kind: 'attach', containerId: container.id, ...streamsOf(request), tty: container.config.tty }) };
+    return { url: this.server.urlFor({ kind: 'attach', containerId: container.id, ...streamsOf(request), tty: container.config.tty, ...this.podOf(container.sandboxId) }) };
   }
 
   preparePortForward(request: cri.PortForwardRequest): wire.PortForwardResponse {
     checkList('port', request.port, MAX_FORWARDED_PORTS, (port, field) => checkNumber(field, port, 1, 65535));
     const sandbox = this.deps.sandboxes.get(request.pod_sandbox_id);
     if (sandboxStateOf(sandbox) !== 'SANDBOX_READY') throw new FailedPreconditionError(`sandbox ${sandbox.record.id} is not ready`);
-    return { url: this.server.urlFor({ kind: 'portforward', sandboxId: sandbox.record.id, ports: request.port }) };
+    return { url: this.server.urlFor({ kind: 'portforward', sandboxId: sandbox.record.id, ports: request.port, ...this.podOf(sandbox.record.id) }) };
+  }
+
+  /** The pod's name and namespace, which every line of the stream's session carries. */
+  private podOf(sandboxId: string): PodNames {
+    const metadata = this.deps.sandboxes.find(sandboxId)?.record.config.metadata;
+    return { podName: metadata?.name ?? '', podNamespace: metadata?.namespace ?? '' };
   }
 
   private runningContainer(idOrPrefix: string) {

@@ -85,6 +85,11 @@ describe("what operators and a pod's terminals see", () => {
     expect(ofPod.some((e) => e.msg === 'sandbox ready')).toBe(true);
     expect(ofPod.some((e) => e.msg === 'container created')).toBe(true);
 
+    // The streaming server's own lines, once a client connects, name the pod as well.
+    const sessions = entries.filter((e) => e.stream === 'exec');
+    expect(sessions.some((e) => e.msg === 'stream connected')).toBe(true);
+    for (const e of sessions) expect(e).toMatchObject({ podName: 'terms', podNamespace: 'logs-ns' });
+
     const refused = entries.find((e) => e.rpc === 'StartContainer' && e.msg === 'failed');
     expect(refused).toMatchObject({ level: 'info', code: 'NotFound' });
   });
