@@ -46,20 +46,17 @@ import { cniConflist, formatMB, formatMs, summarize, tscriConfig } from './lib/b
 import {
   holdE2eLock,
   hostInfo,
-  killAll,
   linkExists,
   mountsUnder,
   netnsNames,
-  pidsInCgroup,
   pool,
-  processTable,
   removeCgroup,
   rssOf,
   run,
-  sweepIptables,
-  unmountAll,
+  stopDaemon,
+  sweepHostLeftovers,
+  waitDaemonReady,
   which,
-  withDescendants,
 } from './lib/bench-host.mjs';
 import WebSocket from 'ws';
 import { push } from './lib/images.mjs';
@@ -295,7 +292,7 @@ async function startDaemon(ctx, registry, images) {
   await new Promise((resolve, reject) => daemon.once('spawn', resolve).once('error', reject));
   const { connect } = await import(path.join(repo, 'dist/cli/client.js'));
   const clients = connect(`unix://${ctx.socket}`);
-  await waitReady(ctx, daemon, rpcOf(clients));
+  await waitDaemonReady(daemon, rpcOf(clients), { logFile: ctx.logFile, what: 'the daemon', checkInterrupted });
   return { daemon, clients };
 }
 
@@ -318,27 +315,6 @@ function rpcOf(clients) {
   runtime.image = wrap('image');
   return runtime;
 }
-
-async function waitReady(ctx, daemon, rpc) {
-  const deadline = Date.now() + 60_000;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    checkInterrupted();
-    if (daemon.exitCode !== null || daemon.signalCode !== null) break;
-    try {
-      const { status } = await rpc('Status', {}, 2000);
-      const conditions = Object.fromEntries((status?.conditions ?? []).map((c) => [c.type, c]));
-      if (conditions.RuntimeReady?.status && conditions.NetworkReady?.status) return;
-      last = JSON.stringify(status?.conditions);
-    } catch (err) {
-      last = err.message;
-    }
-    await sleep(100);
-  }
-  const tail = (await fs.readFile(ctx.logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
-  throw new Error(`the daemon did not become ready (${last}); its log ends:\n${tail}`);
-}
-
 
 // ---------------------------------------------------------------------------------------------
 // The workload
@@ -559,36 +535,9 @@ async function teardown(ctx, daemon, clients, leftovers) {
     await pool(pods.length, 4, (i) => removePod(rpc, pods[i]).catch((err) => log(`pod ${pods[i].id}: ${err.message}`)), checkInterrupted);
   }
   clients?.close();
-  if (alive()) {
-    daemon.kill('SIGTERM');
-    const stopped = await Promise.race([daemon.exited.then(() => true), sleep(20_000).then(() => false)]);
-    if (!stopped) {
-      leftovers.push('daemon ignored SIGTERM for 20 s');
-      daemon.kill('SIGKILL');
-      await daemon.exited;
-    }
-  }
+  await stopDaemon(daemon, leftovers);
   if (opts['keep-log'] && ctx.logFile) await fs.copyFile(ctx.logFile, opts['keep-log']).catch(() => {});
-  const table = await processTable();
-  const monitors = [...table.values()].filter((p) => p.comm === 'conmon' && p.cmdline.includes(ctx.dir)).map((p) => p.pid);
-  const stray = new Set([...withDescendants(table, monitors), ...(await pidsInCgroup(ctx.cgroupParent))]);
-  if (stray.size) {
-    leftovers.push(`${stray.size} processes`);
-    await killAll([...stray]);
-  }
-  const mounts = await mountsUnder(ctx.dir);
-  if (mounts.length) {
-    leftovers.push(`${mounts.length} mounts`);
-    const stuck = await unmountAll(ctx.dir);
-    if (stuck.length) log(`could not unmount ${stuck.join(', ')}`);
-  }
-  for (const name of await netnsNames()) {
-    if (ctx.netnsBefore.has(name)) continue;
-    leftovers.push(`netns ${name}`);
-    await run('ip', ['netns', 'del', name], { allowFail: true });
-  }
-  leftovers.push(...(await sweepIptables(ctx.network)));
-  await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
+  await sweepHostLeftovers(ctx, { bridge: BRIDGE, isMonitor: (p) => p.comm === 'conmon' && p.cmdline.includes(ctx.dir), leftovers, log });
   const cgroupsLeft = await removeCgroup(ctx.cgroupParent);
   if (cgroupsLeft.length) log(`could not remove cgroups ${cgroupsLeft.join(', ')}`);
 }

@@ -85,9 +85,12 @@ import {
   removeCgroup,
   routesIn,
   run,
+  stopDaemon,
+  sweepHostLeftovers,
   sweepIptables,
   uniqueBytes,
   unmountAll,
+  waitDaemonReady,
   which,
   withDescendants,
 } from './lib/bench-host.mjs';
@@ -469,7 +472,7 @@ async function benchRuntime(kind, shared) {
         throw Object.assign(new Error(`${kind} ${method}: ${err.details ?? err.message}`), { code: err.code });
       });
     const t0 = performance.now();
-    await waitReady(ctx, daemon, rpc);
+    await waitDaemonReady(daemon, rpc, { logFile: path.join(ctx.dir, 'daemon.log'), what: ctx.kind, checkInterrupted });
     result.phases.startMs = Math.round(performance.now() - t0);
     for (const key of ['sandbox', 'container']) await irpc('PullImage', { image: { image: shared.images[key].reference } });
 
@@ -499,27 +502,6 @@ async function keepProfile(ctx) {
   console.log(renderProfile(summary));
   log(`cpu profile written to ${opts['cpu-profile']}`);
 }
-
-async function waitReady(ctx, daemon, rpc) {
-  const deadline = Date.now() + 60_000;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    checkInterrupted();
-    if (daemon.exitCode !== null || daemon.signalCode !== null) break;
-    try {
-      const { status } = await rpc('Status', {}, 2000);
-      const conditions = Object.fromEntries((status?.conditions ?? []).map((c) => [c.type, c]));
-      if (conditions.RuntimeReady?.status && conditions.NetworkReady?.status) return;
-      last = JSON.stringify(status?.conditions);
-    } catch (err) {
-      last = err.message;
-    }
-    await sleep(100);
-  }
-  const tail = (await fs.readFile(path.join(ctx.dir, 'daemon.log'), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
-  throw new Error(`${ctx.kind} did not become ready (${last}); its log ends:\n${tail}`);
-}
-
 
 function podConfig(ctx, name) {
   return {
@@ -716,41 +698,19 @@ async function teardownRuntime(ctx, daemon, clients, result) {
     }
   }
   clients?.close();
-  if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-    daemon.kill('SIGTERM');
-    const stopped = await Promise.race([daemon.exited.then(() => true), sleep(20_000).then(() => false)]);
-    if (!stopped) {
-      leftovers.push('daemon ignored SIGTERM for 20 s');
-      daemon.kill('SIGKILL');
-      await daemon.exited;
-    }
-  }
+  await stopDaemon(daemon, leftovers);
 
   // Written as the daemon exited, into the directory removed below.
   if (opts['cpu-profile'] && ctx.kind === 'tscri') await keepProfile(ctx).catch((err) => log(`cpu profile: ${err.message}`));
 
   // Processes: monitors naming this run's directory or socket, what they run, and anything in
-  // the run's pod cgroups.
-  const table = await processTable();
-  const monitors = [...table.values()].filter((p) => KINDS[ctx.kind].isMonitor(p, ctx)).map((p) => p.pid);
-  const stray = new Set([...withDescendants(table, monitors), ...(await pidsInCgroup(ctx.cgroupParent))]);
-  if (stray.size) {
-    leftovers.push(`${stray.size} processes (${[...new Set([...stray].map((pid) => table.get(pid)?.comm ?? pid))].join(', ')})`);
-    await killAll([...stray]);
-  }
-  const mounts = await mountsUnder(ctx.dir);
-  if (mounts.length) {
-    leftovers.push(`${mounts.length} mounts`);
-    const stuck = await unmountAll(ctx.dir);
-    if (stuck.length) log(`${ctx.kind}: could not unmount ${stuck.join(', ')}`);
-  }
-  for (const name of await netnsNames()) {
-    if (ctx.netnsBefore.has(name)) continue;
-    leftovers.push(`netns ${name}`);
-    await run('ip', ['netns', 'del', name], { allowFail: true });
-  }
-  leftovers.push(...(await sweepIptables(ctx.network)));
-  await run('ip', ['link', 'del', ctx.bridge], { allowFail: true });
+  // the run's pod cgroups; then mounts, network namespaces, rules and the bridge.
+  await sweepHostLeftovers(ctx, {
+    bridge: ctx.bridge,
+    isMonitor: (p) => KINDS[ctx.kind].isMonitor(p, ctx),
+    leftovers,
+    log: (message) => log(`${ctx.kind}: ${message}`),
+  });
   // libcni's cache of attachment results (containerd); removed by a DEL that ran.
   for (const file of await fs.readdir('/var/lib/cni/results').catch(() => [])) {
     if (!file.startsWith(`${ctx.network}-`)) continue;

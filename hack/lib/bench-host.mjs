@@ -422,3 +422,67 @@ export async function pool(n, parallel, fn, beforeEach = () => {}) {
 }
 
 const pathExists = (p) => fs.access(p).then(() => true, () => false);
+
+/**
+ * Wait until a daemon's Status says RuntimeReady and NetworkReady (a minute at most); if it
+ * exits or never gets there, fail with the last answer and the end of its log.
+ */
+export async function waitDaemonReady(daemon, rpc, { logFile, what, checkInterrupted = () => {} }) {
+  const deadline = Date.now() + 60_000;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    checkInterrupted();
+    if (daemon.exitCode !== null || daemon.signalCode !== null) break;
+    try {
+      const { status } = await rpc('Status', {}, 2000);
+      const conditions = Object.fromEntries((status?.conditions ?? []).map((c) => [c.type, c]));
+      if (conditions.RuntimeReady?.status && conditions.NetworkReady?.status) return;
+      last = JSON.stringify(status?.conditions);
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(100);
+  }
+  const tail = (await fs.readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+  throw new Error(`${what} did not become ready (${last}); its log ends:\n${tail}`);
+}
+
+/** SIGTERM a daemon still running, and SIGKILL it (noted in `leftovers`) if it ignores that for 20 s. */
+export async function stopDaemon(daemon, leftovers) {
+  if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
+  daemon.kill('SIGTERM');
+  const stopped = await Promise.race([daemon.exited.then(() => true), sleep(20_000).then(() => false)]);
+  if (stopped) return;
+  leftovers.push('daemon ignored SIGTERM for 20 s');
+  daemon.kill('SIGKILL');
+  await daemon.exited;
+}
+
+/**
+ * Remove what a benchmark run left on the host once its daemon is gone, each noted in
+ * `leftovers`: the processes of its monitors (`isMonitor(process)`) and of its pod cgroups,
+ * mounts below its directory, network namespaces made since `ctx.netnsBefore`, its
+ * network's iptables rules and its bridge.
+ */
+export async function sweepHostLeftovers(ctx, { bridge, isMonitor, leftovers, log }) {
+  const table = await processTable();
+  const monitors = [...table.values()].filter(isMonitor).map((p) => p.pid);
+  const stray = new Set([...withDescendants(table, monitors), ...(await pidsInCgroup(ctx.cgroupParent))]);
+  if (stray.size) {
+    leftovers.push(`${stray.size} processes (${[...new Set([...stray].map((pid) => table.get(pid)?.comm ?? pid))].join(', ')})`);
+    await killAll([...stray]);
+  }
+  const mounts = await mountsUnder(ctx.dir);
+  if (mounts.length) {
+    leftovers.push(`${mounts.length} mounts`);
+    const stuck = await unmountAll(ctx.dir);
+    if (stuck.length) log(`could not unmount ${stuck.join(', ')}`);
+  }
+  for (const name of await netnsNames()) {
+    if (ctx.netnsBefore.has(name)) continue;
+    leftovers.push(`netns ${name}`);
+    await run('ip', ['netns', 'del', name], { allowFail: true });
+  }
+  leftovers.push(...(await sweepIptables(ctx.network)));
+  await run('ip', ['link', 'del', bridge], { allowFail: true });
+}
