@@ -60,6 +60,8 @@ cleanup() {
   node hack/lib/registry.mjs stop "$WORK/registry"
   ip link del "$BRIDGE" 2>/dev/null
   rm -rf "/var/lib/cni/networks/$NETWORK"
+  # host-local makes its data directory's parents too: remove them when nothing else uses them.
+  rmdir /var/lib/cni/networks /var/lib/cni 2>/dev/null
   for cgroup in /sys/fs/cgroup/$CGROUP_PARENT /sys/fs/cgroup/*/$CGROUP_PARENT; do
     [ -d "$cgroup" ] && find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
   done
