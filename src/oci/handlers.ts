@@ -6,6 +6,7 @@
  * asking for a runtime that cannot work is refused up front with the runtime's own reason.
  */
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { CgroupDriver, Config } from '../config/config.js';
@@ -14,7 +15,7 @@ import { findExecutable } from '../util/executable.js';
 import { newId } from '../util/ids.js';
 import { exec } from '../util/run.js';
 import { quote } from '../validation/fields.js';
-import { probeRuntimeFeatures, type RuntimeFeatures } from './features.js';
+import { featuresFrom, probeRuntimeFeatures, type RuntimeFeatures } from './features.js';
 import { Runc } from './runc.js';
 import { baseSpec } from './spec.js';
 
@@ -126,9 +127,9 @@ async function probeHandler(name: string, cli: Runc, options: ProbeOptions): Pro
   return { name, cli, version, features, ...(unusable ? { unusable } : {}) };
 }
 
+/** A handler whose binary is not there: no features (as a runtime without `features`), and why. */
 function missingHandler(name: string, binary: string, root: string, why: string): RuntimeHandler {
-  const features: RuntimeFeatures = { recursiveReadOnlyMounts: false, idmappedMounts: false, userNamespaces: false, runtimeVersion: 'unknown', missing: {} };
-  return { name, cli: new Runc(binary, root), version: 'unknown', features, unusable: why };
+  return { name, cli: new Runc(binary, root), version: 'unknown', features: featuresFrom({}, os.release()), unusable: why };
 }
 
 async function versionOf(binary: string): Promise<string> {

@@ -3,6 +3,7 @@
  * what cannot (paths, the socket, runtimes, networks) is named for a restart. Nothing here
  * stops the daemon: a config that does not parse leaves the running one in force.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/config.js';
 
 /** Settings a running daemon takes over without a restart. */
@@ -21,20 +22,9 @@ export function changesBetween(running: Config, next: Config): ConfigChanges {
   const changes: ConfigChanges = { live: [], atRestart: [] };
   const keys = new Set([...Object.keys(running), ...Object.keys(next)] as Array<keyof Config>);
   for (const key of keys) {
-    if (key === 'source' || sameValue(running[key], next[key])) continue;
+    if (key === 'source' || isDeepStrictEqual(running[key], next[key])) continue;
     if ((LIVE_SETTINGS as readonly string[]).includes(key)) changes.live.push(key as LiveSetting);
     else changes.atRestart.push(key);
   }
   return changes;
-}
-
-/** Deep equality of plain config values (objects, arrays, scalars), independent of key order. */
-function sameValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const aKeys = Object.keys(a);
-  const bKeys = Object.keys(b);
-  if (aKeys.length !== bKeys.length) return false;
-  return aKeys.every((key) => sameValue((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
 }
