@@ -2,8 +2,7 @@
 // from images of hack/lib/images.mjs, for the tests of `tscri load` and the import directory.
 // Deterministic like the images: fixed mtimes, numeric owners, entries in a fixed order.
 import { gunzipSync } from 'node:zlib';
-import { pack } from 'tar-stream';
-import { EPOCH, MEDIA_TYPES } from './images.mjs';
+import { EPOCH, MEDIA_TYPES, tarOfHeaders } from './images.mjs';
 
 const hex = (digest) => digest.slice('sha256:'.length);
 
@@ -12,24 +11,13 @@ const hex = (digest) => digest.slice('sha256:'.length);
  * makes a link). Names are written as given, unchecked, so tests can write hostile ones.
  */
 export async function tarFiles(files) {
-  const archive = pack();
-  const chunks = [];
-  archive.on('data', (chunk) => chunks.push(chunk));
-  const done = new Promise((resolve, reject) => {
-    archive.on('end', resolve);
-    archive.on('error', reject);
-  });
-  for (const file of files) {
-    const header = { name: file.name, mtime: EPOCH, uid: 0, gid: 0, uname: '', gname: '', mode: 0o644 };
-    await new Promise((resolve, reject) => {
-      const callback = (err) => (err ? reject(err) : resolve());
-      if (file.type === 'symlink') archive.entry({ ...header, type: 'symlink', linkname: file.linkname }, callback);
-      else archive.entry({ ...header, type: 'file', size: file.bytes.length }, file.bytes, callback);
-    });
-  }
-  archive.finalize();
-  await done;
-  return Buffer.concat(chunks);
+  return tarOfHeaders(
+    files.map((file) => {
+      const header = { name: file.name, mtime: EPOCH, uid: 0, gid: 0, uname: '', gname: '', mode: 0o644 };
+      if (file.type === 'symlink') return { header: { ...header, type: 'symlink', linkname: file.linkname } };
+      return { header: { ...header, type: 'file' }, body: file.bytes };
+    }),
+  );
 }
 
 /** A layer's tar as docker save writes it: uncompressed, unless `compressed` keeps the blob. */

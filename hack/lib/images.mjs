@@ -122,6 +122,11 @@ function sortedForTar(tarEntries) {
 /** An uncompressed tar of `entries`; `order: 'given'` keeps their order (for hostile layers). */
 export async function tarOf(entries, { order = 'sorted' } = {}) {
   const prepared = entries.map(tarEntry);
+  return tarOfHeaders(order === 'given' ? prepared : sortedForTar(prepared));
+}
+
+/** A tar of `{ header, body }` items in the order given (no body: a directory or a link). */
+export async function tarOfHeaders(items) {
   const archive = pack();
   const chunks = [];
   archive.on('data', (chunk) => chunks.push(chunk));
@@ -129,7 +134,7 @@ export async function tarOf(entries, { order = 'sorted' } = {}) {
     archive.on('end', resolve);
     archive.on('error', reject);
   });
-  for (const { header, body } of order === 'given' ? prepared : sortedForTar(prepared)) {
+  for (const { header, body } of items) {
     await new Promise((resolve, reject) => {
       const callback = (err) => (err ? reject(err) : resolve());
       if (body === undefined) archive.entry(header, callback);

@@ -12,3 +12,5 @@ export interface RunningRegistry {
 export declare function startRegistry(options?: { dir?: string }): Promise<RunningRegistry>;
 /** Stop the registry started in `dir` and delete `dir`. */
 export declare function stopRegistry(dir: string): Promise<void>;
+/** A loopback port nothing listens on right now. */
+export declare function freePort(): Promise<number>;

@@ -4,7 +4,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRemoteCommand, type Transport } from '../../src/cli/streaming-client.js';
-import { TSCRI_BIN, podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
+import { collector, podConfig, sleep, startTestDaemon, type TestDaemon, TSCRI_BIN } from './harness.js';
 import { exists, isAlive, processesMatching } from './host.js';
 import { testImage } from './images.js';
 
@@ -216,18 +216,6 @@ async function bundleEntriesOf(stateDir: string, id: string): Promise<string[]> 
 
 function sink(): Writable {
   return new Writable({ write: (_chunk, _encoding, callback) => callback() });
-}
-
-function collector(): Writable & { text(): string } {
-  const chunks: Buffer[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _e, callback) {
-      chunks.push(chunk);
-      callback();
-    },
-  }) as Writable & { text(): string };
-  stream.text = () => Buffer.concat(chunks).toString();
-  return stream;
 }
 
 async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000, describe?: () => Promise<string[]>): Promise<void> {

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { inject } from 'vitest';
@@ -329,4 +330,18 @@ export function podConfig(name: string, overrides: Record<string, unknown> = {})
     linux: {},
     ...overrides,
   };
+}
+
+/** A Writable that keeps what it is given (a stream's output, for the test to read). */
+export function collector(): Writable & { text(): string; bytes(): Buffer } {
+  const chunks: Buffer[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk);
+      callback();
+    },
+  }) as Writable & { text(): string; bytes(): Buffer };
+  stream.bytes = () => Buffer.concat(chunks);
+  stream.text = () => Buffer.concat(chunks).toString();
+  return stream;
 }

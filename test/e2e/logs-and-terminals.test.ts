@@ -1,25 +1,12 @@
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRemoteCommand } from '../../src/cli/streaming-client.js';
 import { duplicateKeys } from '../unit/json-keys.js';
-import { podConfig, startTestDaemon, type TestDaemon } from './harness.js';
+import { collector, podConfig, startTestDaemon, type TestDaemon } from './harness.js';
 import { testImage } from './images.js';
 
 const BUSYBOX = testImage('busybox');
 /** Prints TERM between brackets, so "unset" is visible as []. */
 const SHOW_TERM = ['sh', '-c', 'echo "[$TERM]"'];
-
-function collector(): Writable & { text(): string } {
-  const chunks: Buffer[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _e, callback) {
-      chunks.push(chunk);
-      callback();
-    },
-  }) as Writable & { text(): string };
-  stream.text = () => Buffer.concat(chunks).toString();
-  return stream;
-}
 
 describe("what operators and a pod's terminals see", () => {
   let daemon: TestDaemon;

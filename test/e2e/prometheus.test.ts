@@ -3,24 +3,15 @@
  * container go through their whole life and an image is pulled.
  */
 import { promises as fs } from 'node:fs';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { podConfig, startTestDaemon, type TestDaemon } from './harness.js';
 import { LOCAL_REGISTRY, testImage } from './images.js';
 import { labelSets, parseSamples, sampleValue, type Sample } from '../unit/prometheus-text.js';
+import { freePort } from '../../hack/lib/registry.mjs';
 
 const BUSYBOX = testImage('busybox');
 const RPC = 'tscri_cri_request_duration_seconds';
 const STEP = 'tscri_operation_step_duration_seconds';
-
-/** A loopback port nothing listens on right now. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The TCP ports a process listens on: its socket fds matched against /proc/net/tcp{,6}. */
 async function listeningPorts(pid: number): Promise<number[]> {

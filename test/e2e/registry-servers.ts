@@ -12,6 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { inject } from 'vitest';
+import { freePort } from '../../hack/lib/registry.mjs';
 
 /** A name no resolver knows: only the test proxy can reach it (it maps it to 127.0.0.1). */
 export const PROXIED_NAME = 'registry.tscri-test.invalid';
@@ -90,14 +91,6 @@ export async function serveRegistry(dir: string, options: RegistryOptions): Prom
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return { address, stop };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function listening(host: string, port: number): Promise<boolean> {

@@ -16,6 +16,7 @@ import {
   mountsUnder,
   nsInode,
 } from './host.js';
+import { freePort } from '../../hack/lib/registry.mjs';
 
 interface VerboseInfo {
   pid: number;
@@ -253,14 +254,6 @@ describe('pod sandboxes end to end', () => {
 
 /** A one-line HTTP-free server: writes a greeting to every connection. */
 const POD_SERVER = `require('net').createServer(s => s.end('hello from the pod\\n')).listen(Number(process.argv[1]), '0.0.0.0')`;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function fetchLine(host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -3,31 +3,17 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPortForward, runRemoteCommand, type Transport } from '../../src/cli/streaming-client.js';
 import { findExecutable } from '../../src/util/executable.js';
-import { podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
+import { collector, podConfig, sleep, startTestDaemon, type TestDaemon } from './harness.js';
 import { testImage } from './images.js';
 
 const BUSYBOX = testImage('busybox');
 const TRANSPORTS: Transport[] = ['spdy', 'websocket'];
-
-/** A Writable that keeps what it is given. */
-function collector(): Writable & { text(): string; bytes(): Buffer } {
-  const chunks: Buffer[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _e, callback) {
-      chunks.push(chunk);
-      callback();
-    },
-  }) as Writable & { text(): string; bytes(): Buffer };
-  stream.bytes = () => Buffer.concat(chunks);
-  stream.text = () => Buffer.concat(chunks).toString();
-  return stream;
-}
 
 describe('streaming: exec, attach and port forward', () => {
   let daemon: TestDaemon;

@@ -24,6 +24,7 @@ import { AppArmor } from '../../src/oci/apparmor.js';
 import { Selinux } from '../../src/oci/selinux.js';
 import type { Sandbox } from '../../src/sandbox/sandbox.js';
 import { FakeOciRuntime } from './fakes/oci-runtime.js';
+import { readyPodRecord } from './fakes/pod-record.js';
 
 const POD_ID = 'a'.repeat(64);
 const IMAGE_ID = `sha256:${'1'.repeat(64)}`;
@@ -342,29 +343,7 @@ async function harness(dir: string, runtime = new FakeOciRuntime()): Promise<Har
     releaseLayers: async (owner: string) => void held.delete(owner),
   } as unknown as ContainerImages;
   const sandbox: Sandbox = {
-    record: {
-      version: 1,
-      id: POD_ID,
-      name: 'web-0_ns_uid_0',
-      config: {
-        metadata: { name: 'web-0', namespace: 'ns', uid: 'uid', attempt: 0 },
-        log_directory: logDir,
-        labels: {},
-        annotations: {},
-        linux: null,
-      } as unknown as cri.PodSandboxConfig,
-      runtimeHandler: '',
-      createdAt: '1',
-      phase: 'ready',
-      namespaces: { network: 'POD', pid: 'POD', ipc: 'POD' } as cri.NamespaceOption,
-      netnsPath: '/run/netns/cni-test',
-      hostname: 'web-0',
-      cgroupParent: '/kubepods/pod1',
-      cgroupsPath: `/kubepods/pod1/${POD_ID}`,
-      sandboxImage: 'tscri/pause:builtin',
-      pausePid: 4242,
-      timings: {},
-    },
+    record: readyPodRecord(POD_ID, { cgroupParent: '/kubepods/pod1', cgroupsPath: `/kubepods/pod1/${POD_ID}`, pausePid: 4242 }, { log_directory: logDir }),
   };
   const pods: PodLookup = {
     get: (id) => {

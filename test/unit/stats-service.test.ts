@@ -20,6 +20,7 @@ import { MetricsService } from '../../src/metrics/service.js';
 import { criStateOf, type Sandbox, type SandboxRecord } from '../../src/sandbox/sandbox.js';
 import type { SandboxService } from '../../src/sandbox/service.js';
 import { hybridUnified, removeTree, SYSTEMD_POD_PATH, SYSTEMD_POD_SLICE, systemdScopePath, v1Cgroup, v2Cgroup, writeTree, type Files } from './cgroup-fixtures.js';
+import { readyPodRecord } from './fakes/pod-record.js';
 
 const MiB = 1024 * 1024;
 const POD_ID = 'pod0000';
@@ -80,28 +81,8 @@ const LAYOUTS: Record<string, Layout> = {
 };
 
 function sandboxRecord(layout: Layout, ownParent: boolean): SandboxRecord {
-  return {
-    version: 1,
-    id: POD_ID,
-    name: 'web-0_ns_uid_0',
-    config: {
-      metadata: { name: 'web-0', namespace: 'ns', uid: 'uid', attempt: 0 },
-      labels: { app: 'web' },
-      annotations: {},
-      linux: { cgroup_parent: ownParent ? layout.parent : '' },
-    } as unknown as cri.PodSandboxConfig,
-    runtimeHandler: '',
-    createdAt: '1',
-    phase: 'ready',
-    namespaces: { network: 'POD', pid: 'POD', ipc: 'POD' } as cri.NamespaceOption,
-    netnsPath: '/run/netns/cni-test',
-    hostname: 'web-0',
-    cgroupParent: layout.parent,
-    cgroupsPath: layout.pauseSpecPath,
-    sandboxImage: 'tscri/pause:builtin',
-    pausePid: PAUSE_PID,
-    timings: {},
-  };
+  const config = { labels: { app: 'web' }, linux: { cgroup_parent: ownParent ? layout.parent : '' } };
+  return readyPodRecord(POD_ID, { cgroupParent: layout.parent, cgroupsPath: layout.pauseSpecPath, pausePid: PAUSE_PID }, config);
 }
 
 function containerRecord(): ContainerRecord {
