@@ -105,7 +105,13 @@ const POD_FIELDS: Array<[string, fc.Arbitrary<unknown>]> = [
   ['linux.security_context.seccomp', securityProfile],
   ['linux.security_context.seccomp_profile_path', hostileString],
   ['linux.security_context.selinux_options', fc.record({ user: hostileString, role: hostileString, type: hostileString, level: hostileString })],
+  ['linux.security_context.apparmor', securityProfile],
 ];
+
+/** RunPodSandbox's runtime_handler: the default, the configured one, or anything. */
+const runtimeHandler = fc.oneof(fc.constant(''), fc.constant('runc'), hostileString);
+/** Fully qualified CDI names as the kubelet sends them, or anything; this node has no CDI spec. */
+const cdiName = fc.oneof(hostileString, fc.constantFrom('vendor.com/gpu=0', 'vendor.com/gpu=all', 'a/b=c'));
 
 /** One field of a container config and the values to try there. */
 const CONTAINER_FIELDS: Array<[string, fc.Arbitrary<unknown>]> = [
@@ -134,6 +140,11 @@ const CONTAINER_FIELDS: Array<[string, fc.Arbitrary<unknown>]> = [
   ['linux.security_context.masked_paths', stringList],
   ['linux.security_context.readonly_paths', stringList],
   ['linux.security_context.readonly_rootfs', fc.boolean()],
+  ['linux.security_context.apparmor', securityProfile],
+  ['linux.security_context.apparmor_profile', hostileString],
+  ['linux.security_context.selinux_options', fc.record({ user: hostileString, role: hostileString, type: hostileString, level: hostileString })],
+  ['CDI_devices', fc.array(fc.record({ name: cdiName }), { maxLength: 2 })],
+  ['annotations', fc.dictionary(fc.oneof(fc.constant('cdi.k8s.io/fuzz'), hostileString.map((v) => `cdi.k8s.io/${v}`)), fc.array(cdiName, { maxLength: 2 }).map((names) => names.join(',')), { maxKeys: 2 })],
 ];
 
 /** The cgroup parents the fuzzer named below the run's own, deepest first, once their pods are gone. */
@@ -216,16 +227,16 @@ describe(`fuzzing every request field (seed ${SEED}, ${RUNS} runs per RPC)`, () 
   it('RunPodSandbox', async () => {
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(mutations(POD_FIELDS), async (changes) => {
+      fc.asyncProperty(mutations(POD_FIELDS), runtimeHandler, async (changes, handler) => {
         const base = podConfig(`fuzz-${n++}`, { log_directory: `${logs}/p${n}` });
-        const result = await outcome(daemon.runtime('RunPodSandbox', { config: mutated(base, changes) }));
+        const result = await outcome(daemon.runtime('RunPodSandbox', { config: mutated(base, changes), runtime_handler: handler }));
         if (result.reply) {
           await daemon.runtime('StopPodSandbox', { pod_sandbox_id: result.reply.pod_sandbox_id });
           await daemon.runtime('RemovePodSandbox', { pod_sandbox_id: result.reply.pod_sandbox_id });
           // A cgroup parent is the kubelet's: here the fuzzer plays it and removes what it named.
           await removeFuzzCgroups();
         }
-        await expectHandled(result, `RunPodSandbox ${describeChanges(changes)}`);
+        await expectHandled(result, `RunPodSandbox ${describeChanges([...changes, ['runtime_handler', handler]])}`);
       }),
       params,
     );
